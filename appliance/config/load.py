@@ -1,0 +1,262 @@
+"""Load `models.toml`, apply the service guide's environment variables, check cross-references.
+
+Every failure is a `ConfigError` naming the file (or variable), the key and what was expected, so
+the CLI can print one line and exit 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from appliance.config.schema import (
+    AGENTS,
+    AgentConfig,
+    Config,
+    EngineConfig,
+    LLMSettings,
+    ProfileConfig,
+    RawConfig,
+)
+from appliance.errors import ConfigError
+
+DEFAULT_PATH = "models.toml"
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+# Service-guide variable -> (LLMSettings field, type)
+_LLM_VARS: dict[str, tuple[str, type]] = {
+    "LLM_TIMEOUT": ("timeout", float),
+    "LLM_MAX_RETRIES": ("max_retries", int),
+    "LLM_RETRY_DELAY": ("retry_delay", float),
+    "LLM_CIRCUIT_BREAKER_THRESHOLD": ("circuit_breaker_threshold", int),
+    "LLM_CIRCUIT_BREAKER_TIMEOUT": ("circuit_breaker_timeout", float),
+}
+AGENT_MODEL_VARS = {agent: f"{agent.upper()}_AGENT_MODEL" for agent in AGENTS}
+ENV_VARS = (
+    "LLM_BASE_URL",
+    "LLM_API_KEY",
+    "LLM_MODEL",
+    *_LLM_VARS,
+    *AGENT_MODEL_VARS.values(),
+)
+
+
+def default_config_path() -> str:
+    return os.environ.get("APPLIANCE_CONFIG", DEFAULT_PATH)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    profile: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Read, validate and resolve the configuration the appliance will run with."""
+    env = os.environ if env is None else env
+    file = str(path) if path is not None else default_config_path()
+    raw = _read(file)
+    chosen = profile or env.get("APPLIANCE_PROFILE") or raw.profile
+    if chosen not in raw.profiles:
+        raise ConfigError(
+            file, "profile", f"one of {sorted(raw.profiles)}", got=repr(chosen)
+        )
+    prof = raw.profiles[chosen]
+    if prof.example_only:
+        raise ConfigError(
+            file,
+            f"profiles.{chosen}",
+            "a profile that can run; this one is kept as an example only "
+            f"(see `appliance plan --profile {chosen}` for why)",
+        )
+    return _resolve(file, raw, chosen, prof, env)
+
+
+def read_raw(path: str | os.PathLike[str] | None = None) -> RawConfig:
+    """The file as written, validated but not resolved (for planning every profile)."""
+    return _read(str(path) if path is not None else default_config_path())
+
+
+def _read(file: str) -> RawConfig:
+    try:
+        text = Path(file).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(file, "-", "an existing models.toml file", got="no such file") from None
+    except OSError as exc:
+        raise ConfigError(file, "-", "a readable file", got=exc.strerror or str(exc)) from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(file, "-", "UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "-", "valid TOML", got=str(exc)) from None
+    try:
+        return msgspec.convert(data, RawConfig)
+    except msgspec.ValidationError as exc:
+        match = _AT.match(str(exc))
+        msg = match["msg"] if match else str(exc)
+        key = (match["path"] or "").lstrip(".") if match else ""
+        raise ConfigError(file, key or "-", _expectation(msg)) from None
+
+
+def _expectation(msg: str) -> str:
+    """msgspec says `Expected `int`, got `str``; keep it but drop the backticks."""
+    return msg.replace("`", "").replace("Expected", "expected", 1)
+
+
+def _resolve(
+    file: str, raw: RawConfig, chosen: str, prof: ProfileConfig, env: Mapping[str, str]
+) -> Config:
+    llm = _llm_from_env(raw.llm, env)
+    engines = prof.engines
+    models = dict(prof.agents)
+    default_model = prof.default_model
+
+    base_url = env.get("LLM_BASE_URL", "").strip()
+    if base_url:
+        engines, models, default_model = _external_from_env(base_url, env)
+    else:
+        if env.get("LLM_MODEL"):
+            default_model = env["LLM_MODEL"]
+        for agent, var in AGENT_MODEL_VARS.items():
+            if env.get(var) and agent in models:
+                models[agent] = msgspec.structs.replace(models[agent], model=env[var])
+
+    _check_engines(file, chosen, engines)
+    served = {name for e in engines for name in e.names}
+    where = f"profiles.{chosen}"
+    for agent in AGENTS:
+        if agent not in raw.agents:
+            raise ConfigError(file, f"agents.{agent}", "a section for each of the four agents")
+        if agent not in models:
+            raise ConfigError(file, f"{where}.agents.{agent}", "a model for each of the four agents")
+    for agent, choice in models.items():
+        if agent not in AGENTS:
+            raise ConfigError(file, f"{where}.agents.{agent}", f"one of {list(AGENTS)}")
+        var = AGENT_MODEL_VARS[agent]
+        for name in (choice.model, *choice.fallbacks):
+            if name not in served:
+                origin = var if env.get(var) == name else file
+                key = var if origin == var else f"{where}.agents.{agent}"
+                raise ConfigError(
+                    origin, key, f"a model served by an engine: {sorted(served)}", got=repr(name)
+                )
+    for agent in raw.agents:
+        if agent not in AGENTS:
+            raise ConfigError(file, f"agents.{agent}", f"one of {list(AGENTS)}")
+    if default_model not in served:
+        origin = "LLM_MODEL" if env.get("LLM_MODEL") == default_model else file
+        raise ConfigError(
+            origin,
+            "LLM_MODEL" if origin == "LLM_MODEL" else f"{where}.default_model",
+            f"a model served by an engine: {sorted(served)}",
+            got=repr(default_model),
+        )
+    agents: dict[str, AgentConfig] = {
+        agent: msgspec.structs.replace(
+            raw.agents[agent], model=models[agent].model, fallbacks=models[agent].fallbacks
+        )
+        for agent in AGENTS
+    }
+    return Config(
+        source=file,
+        profile=chosen,
+        server=raw.server,
+        llm=llm,
+        security=raw.security,
+        admission=raw.admission,
+        safety=raw.safety,
+        bench=raw.bench,
+        default_model=default_model,
+        gpus=prof.gpus,
+        agents=agents,
+        engines=engines,
+        catalog=raw.catalog,
+        profiles=raw.profiles,
+    )
+
+
+def _check_engines(file: str, profile: str, engines: tuple[EngineConfig, ...]) -> None:
+    if not engines:
+        raise ConfigError(file, f"profiles.{profile}.engines", "at least one engine")
+    ids: set[str] = set()
+    ports: set[int] = set()
+    names: set[str] = set()
+    for i, engine in enumerate(engines):
+        key = f"profiles.{profile}.engines[{i}]"
+        if engine.id in ids:
+            raise ConfigError(file, f"{key}.id", "a unique engine id", got=repr(engine.id))
+        ids.add(engine.id)
+        for name in engine.names:
+            if name in names:
+                raise ConfigError(file, f"{key}.served_name", "a unique served name", got=name)
+            names.add(name)
+        if engine.kind == "external":
+            if not engine.base_url:
+                raise ConfigError(file, f"{key}.base_url", "a URL for an external engine")
+            if not engine.base_url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    file, f"{key}.base_url", "an http:// or https:// URL", got=engine.base_url
+                )
+        else:
+            if engine.port is None:
+                raise ConfigError(file, f"{key}.port", f"a port for a {engine.kind} engine")
+            if engine.port in ports:
+                raise ConfigError(file, f"{key}.port", "a port no other engine uses",
+                                  got=str(engine.port))
+            ports.add(engine.port)
+
+
+def _llm_from_env(llm: LLMSettings, env: Mapping[str, str]) -> LLMSettings:
+    changes: dict[str, object] = {}
+    for var, (field, kind) in _LLM_VARS.items():
+        value = env.get(var)
+        if value is None or value.strip() == "":
+            continue
+        try:
+            changes[field] = kind(value.strip())
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise ConfigError(var, var, noun, got=repr(value)) from None
+    if not changes:
+        return llm
+    try:
+        return msgspec.convert({**msgspec.to_builtins(llm), **changes}, LLMSettings)
+    except msgspec.ValidationError as exc:
+        match = _AT.match(str(exc))
+        field = (match["path"] or "").lstrip(".") if match else ""
+        var = next((v for v, (f, _) in _LLM_VARS.items() if f == field), "LLM_*")
+        raise ConfigError(var, var, _expectation(match["msg"] if match else str(exc))) from None
+
+
+def _external_from_env(
+    base_url: str, env: Mapping[str, str]
+) -> tuple[tuple[EngineConfig, ...], dict, str]:
+    """`LLM_BASE_URL` alone: one external engine serving every agent's model."""
+    from appliance.config.schema import AgentModels
+
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError("LLM_BASE_URL", "LLM_BASE_URL", "an http:// or https:// URL",
+                          got=repr(base_url))
+    default_model = env.get("LLM_MODEL") or "default"
+    agent_models = {a: env.get(v) or default_model for a, v in AGENT_MODEL_VARS.items()}
+    aliases = tuple(sorted({m for m in agent_models.values() if m != default_model}))
+    engine = EngineConfig(
+        id="external",
+        kind="external",
+        model=default_model,
+        aliases=aliases,
+        base_url=base_url.rstrip("/"),
+        api_key=env.get("LLM_API_KEY") or None,
+    )
+    models = {
+        agent: AgentModels(
+            model=model, fallbacks=(default_model,) if model != default_model else ()
+        )
+        for agent, model in agent_models.items()
+    }
+    return (engine,), models, default_model

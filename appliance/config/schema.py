@@ -1,0 +1,252 @@
+"""The shape of `models.toml`: frozen msgspec structs, unknown keys refused.
+
+Each section belongs to one concern of the appliance; the loader in `load.py` turns the file plus the
+service guide's environment variables into one resolved `Config`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+AGENTS: tuple[str, ...] = ("kai", "guardrail", "genetic", "wellness")
+EngineKind = Literal["vllm", "sim", "external"]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
+Fraction = Annotated[float, Meta(gt=0, le=1)]
+Probability = Annotated[float, Meta(ge=0, le=1)]
+
+
+class Base(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Common options for every config section."""
+
+
+class ServerConfig(Base, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    data_dir: str = "var"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Grace given to in-flight requests and engines on shutdown.
+    shutdown_grace_s: Positive = 10.0
+
+
+class LLMSettings(Base, kw_only=True):
+    """Connection settings; names follow the service guide's LLM_* variables."""
+
+    timeout: Positive = 30.0
+    max_retries: Annotated[int, Meta(ge=0, le=10)] = 3
+    retry_delay: NonNegative = 1.0
+    circuit_breaker_threshold: Annotated[int, Meta(ge=1)] = 5
+    circuit_breaker_timeout: Positive = 60.0
+
+
+class SimSettings(Base, kw_only=True):
+    """Knobs of the simulator engine: its latency model and its faults."""
+
+    # Latency model. `None` means: derive from the model's size class (the guide's tokens/s).
+    decode_tokens_per_s: Positive | None = None
+    prefill_tokens_per_s: Positive | None = None
+    # Each extra running sequence slows decode by this fraction (batching is not free).
+    batch_slowdown: NonNegative = 0.02
+    kv_cache_tokens: Annotated[int, Meta(ge=1)] | None = None
+    time_scale: Positive = 1.0
+    seed: int = 0
+    # Faults, for tests and drills.
+    error_rate: Probability = 0.0
+    stall_rate: Probability = 0.0
+    stall_s: NonNegative = 30.0
+    crash_after: Annotated[int, Meta(ge=1)] | None = None
+    slow_start_s: NonNegative = 0.0
+    malformed_rate: Probability = 0.0
+
+
+class EngineConfig(Base, kw_only=True):
+    """One model server: launched (`vllm`, `sim`) or reached (`external`)."""
+
+    id: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    kind: EngineKind
+    # vllm: a hub id or a local directory; sim: a catalog name; external: the remote model name.
+    model: str
+    # The name clients use; defaults to `model`.
+    served_name: str | None = None
+    # Further names the same engine answers to (external servers hosting several models).
+    aliases: tuple[str, ...] = ()
+    port: Port | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    gpus: tuple[int, ...] | None = None
+    tensor_parallel_size: Annotated[int, Meta(ge=1)] = 1
+    gpu_memory_utilization: Fraction | None = None
+    max_model_len: Annotated[int, Meta(ge=256)] = 8192
+    max_num_seqs: Annotated[int, Meta(ge=1)] = 64
+    quantization: Literal["awq", "gptq", "fp8", "bitsandbytes"] | None = None
+    dtype: Literal["auto", "float16", "bfloat16"] = "auto"
+    enable_prefix_caching: bool = True
+    extra_args: tuple[str, ...] = ()
+    startup_timeout_s: Positive | None = None
+    sim: SimSettings = SimSettings()
+
+    @property
+    def name(self) -> str:
+        return self.served_name or self.model
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+class ExpectedRow(Base, kw_only=True):
+    """One row of the service guide's expected-performance table."""
+
+    model_size: str
+    p95_s: tuple[Positive, Positive]
+    tokens_per_s: tuple[Positive, Positive]
+
+
+class AgentConfig(Base, kw_only=True):
+    """Settings shared by every profile: prompt, sampling, objective."""
+
+    max_tokens: Annotated[int, Meta(ge=1)] = 512
+    temperature: Annotated[float, Meta(ge=0, le=2)] = 0.7
+    top_p: Annotated[float, Meta(gt=0, le=1)] = 1.0
+    expected: ExpectedRow
+    # Set by profiles and environment; kept here once resolved.
+    model: str = ""
+    fallbacks: tuple[str, ...] = ()
+
+
+class AgentModels(Base, kw_only=True):
+    model: str
+    fallbacks: tuple[str, ...] = ()
+
+
+class CatalogEntry(Base, kw_only=True):
+    """What the placement planner and the simulator need to know of a model."""
+
+    params_b: Positive
+    size_class: str
+    layers: Annotated[int, Meta(ge=1)]
+    hidden_size: Annotated[int, Meta(ge=1)]
+    kv_heads: Annotated[int, Meta(ge=1)]
+    head_dim: Annotated[int, Meta(ge=1)]
+    attention_heads: Annotated[int, Meta(ge=1)] | None = None
+    vocab_size: Annotated[int, Meta(ge=1)] = 128256
+    max_position_embeddings: Annotated[int, Meta(ge=1)] = 131072
+    weight_dtype: Literal["float16", "bfloat16", "fp8", "int4"] = "bfloat16"
+
+
+class ProfileConfig(Base, kw_only=True):
+    description: str = ""
+    # Declared hardware, for what-if planning: "2xA100-40GB", "1xH100-80GB", or "none".
+    gpus: str = "none"
+    # Kept to explain why it does not fit; never launched.
+    example_only: bool = False
+    default_model: str
+    agents: dict[str, AgentModels]
+    engines: tuple[EngineConfig, ...]
+
+
+class SecurityConfig(Base, kw_only=True):
+    """Who may call the appliance's own API."""
+
+    # Keys as literal strings; prefer `api_keys_env`.
+    api_keys: tuple[str, ...] = ()
+    # Environment variable holding a comma-separated list of keys.
+    api_keys_env: str = "APPLIANCE_API_KEYS"
+    # Requests per second and burst, per key (0 = unlimited).
+    rate_limit_rps: NonNegative = 0.0
+    rate_limit_burst: Annotated[int, Meta(ge=1)] = 20
+
+
+class AdmissionConfig(Base, kw_only=True):
+    """Backpressure: how much each engine takes and how long work may wait."""
+
+    enabled: bool = True
+    # Concurrent requests per engine; `None` = the engine's max_num_seqs.
+    max_concurrency: Annotated[int, Meta(ge=1)] | None = None
+    queue_size: Annotated[int, Meta(ge=0)] = 64
+    queue_timeout_s: Positive = 5.0
+    # Saturation score at or above which an agent is routed to its fallback model.
+    reroute_at: Fraction = 0.85
+    # Saturation score at or above which the lowest classes are shed.
+    shed_at: Fraction = 0.95
+    # Metrics older than this count as unknown.
+    metrics_max_age_s: Positive = 10.0
+    # What unknown metrics mean: "admit" trusts the appliance's own counters alone.
+    unknown_metrics: Literal["admit", "conservative"] = "conservative"
+    retry_after_s: Annotated[int, Meta(ge=1)] = 2
+
+
+class SafetyConfig(Base, kw_only=True):
+    """The crisis path and the guardrail policy."""
+
+    locale: str = "en-US"
+    # What happens to a non-crisis message when the guardrail model cannot answer.
+    guardrail_unavailable: Literal["fail_closed", "fail_open"] = "fail_closed"
+    check_reply: bool = True
+    max_message_chars: Annotated[int, Meta(ge=1)] = 8000
+    max_history_turns: Annotated[int, Meta(ge=0)] = 50
+    cache_ttl_s: Positive = 600.0
+    cache_size: Annotated[int, Meta(ge=1)] = 1024
+
+
+class BenchConfig(Base, kw_only=True):
+    """Scheduled benchmarks."""
+
+    enabled: bool = True
+    nightly_cron: str = "0 3 * * *"
+    probe_cron: str = "*/15 * * * *"
+    # Skip a scheduled run when live in-flight requests exceed this.
+    busy_inflight: Annotated[int, Meta(ge=0)] = 8
+    reports_dir: str = "reports"
+
+
+class RawConfig(Base, kw_only=True):
+    """`models.toml` as written."""
+
+    server: ServerConfig = ServerConfig()
+    llm: LLMSettings = LLMSettings()
+    security: SecurityConfig = SecurityConfig()
+    admission: AdmissionConfig = AdmissionConfig()
+    safety: SafetyConfig = SafetyConfig()
+    bench: BenchConfig = BenchConfig()
+    profile: str = "sim"
+    agents: dict[str, AgentConfig]
+    catalog: dict[str, CatalogEntry] = {}
+    profiles: dict[str, ProfileConfig]
+
+
+class Config(Base, kw_only=True):
+    """The resolved configuration the appliance runs with."""
+
+    source: str
+    profile: str
+    server: ServerConfig
+    llm: LLMSettings
+    security: SecurityConfig
+    admission: AdmissionConfig
+    safety: SafetyConfig
+    bench: BenchConfig
+    default_model: str
+    gpus: str
+    agents: dict[str, AgentConfig]
+    engines: tuple[EngineConfig, ...]
+    catalog: dict[str, CatalogEntry]
+    profiles: dict[str, ProfileConfig]
+
+    def engine_for(self, model: str) -> EngineConfig | None:
+        """The engine that serves `model` (a served name or alias), if any."""
+        for engine in self.engines:
+            if model in engine.names:
+                return engine
+        return None
+
+    def model_names(self) -> list[str]:
+        return [name for engine in self.engines for name in engine.names]
+
+
+def to_builtins(config: Struct) -> object:
+    return msgspec.to_builtins(config)

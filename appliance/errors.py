@@ -1,0 +1,89 @@
+"""One error hierarchy for the whole appliance.
+
+`api/errors.py` maps these to HTTP status codes and OpenAI-shaped bodies in one place; the CLI maps
+`ConfigError` to one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base of every error the appliance raises on purpose."""
+
+    status_code = 500
+    error_type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class ConfigError(ApplianceError):
+    """A configuration file or variable is wrong; says where and what was expected."""
+
+    def __init__(self, source: str, key: str, expected: str, *, got: str | None = None) -> None:
+        self.source, self.key, self.expected, self.got = source, key, expected, got
+        where = f"environment variable {key}" if source == key else f"{source}: {key}"
+        text = f"{where}: {expected}" if expected.startswith("expected ") else (
+            f"{where}: expected {expected}"
+        )
+        if got is not None:
+            text += f", got {got}"
+        super().__init__(text)
+
+
+class BadRequest(ApplianceError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class Unauthorized(ApplianceError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ApplianceError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RateLimited(ApplianceError):
+    """Over a client's own rate: 429."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limited"
+
+
+class Overloaded(ApplianceError):
+    """Over the appliance's capacity: 503 with Retry-After."""
+
+    status_code = 503
+    error_type = "overloaded_error"
+    code = "overloaded"
+
+
+class EngineUnavailable(ApplianceError):
+    """An engine is down, erroring, or its breaker is open: 503 with Retry-After."""
+
+    status_code = 503
+    error_type = "engine_unavailable"
+    code = "engine_unavailable"
+
+
+class EngineTimeout(EngineUnavailable):
+    status_code = 504
+    error_type = "timeout_error"
+    code = "engine_timeout"
+
+
+class InvalidModelOutput(ApplianceError):
+    """The model's JSON did not validate, even after the repair attempt."""
+
+    status_code = 502
+    error_type = "invalid_model_output"
+    code = "invalid_model_output"
