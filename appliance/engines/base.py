@@ -1,0 +1,40 @@
+"""What every engine kind hands the supervisor and the gateway.
+
+An engine kind (`vllm`, `sim`, `external`) turns its `EngineConfig` into an `Endpoint` (where the
+gateway sends requests) and, for kinds the appliance launches, a `LaunchSpec` (what the supervisor
+runs). The supervisor never looks at the kind; the gateway never looks at the process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where an engine's OpenAI-compatible API answers."""
+
+    engine_id: str
+    base_url: str  # ends in /v1
+    api_key: str
+    names: tuple[str, ...]  # served name first, then aliases
+    launched: bool  # False for `external`
+
+    @property
+    def root_url(self) -> str:
+        """The URL without /v1, where /health and /metrics live."""
+        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """A process the supervisor starts, health-gates, restarts and stops."""
+
+    engine_id: str
+    argv: tuple[str, ...]
+    env: dict[str, str]  # added to the appliance's own environment
+    health_url: str
+    startup_timeout_s: float
+    # GPUs this process uses; engines sharing a GPU must start one after another.
+    gpus: tuple[int, ...] = ()
+    env_remove: tuple[str, ...] = field(default=())

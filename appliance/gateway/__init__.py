@@ -1,0 +1,1 @@
+"""The path from the API to the engines: clients, retries, breakers, admission, fallbacks."""
