@@ -26,8 +26,10 @@ class ConfigError(ApplianceError):
     def __init__(self, source: str, key: str, expected: str, *, got: str | None = None) -> None:
         self.source, self.key, self.expected, self.got = source, key, expected, got
         where = f"environment variable {key}" if source == key else f"{source}: {key}"
-        text = f"{where}: {expected}" if expected.startswith("expected ") else (
-            f"{where}: expected {expected}"
+        text = (
+            f"{where}: {expected}"
+            if expected.startswith("expected ")
+            else (f"{where}: expected {expected}")
         )
         if got is not None:
             text += f", got {got}"
@@ -87,3 +89,7 @@ class InvalidModelOutput(ApplianceError):
     status_code = 502
     error_type = "invalid_model_output"
     code = "invalid_model_output"
+
+
+class PlacementError(ApplianceError):
+    """The engines do not fit the GPUs; the message holds the numbers and what would fit."""

@@ -62,9 +62,7 @@ def load_config(
     raw = _read(file)
     chosen = profile or env.get("APPLIANCE_PROFILE") or raw.profile
     if chosen not in raw.profiles:
-        raise ConfigError(
-            file, "profile", f"one of {sorted(raw.profiles)}", got=repr(chosen)
-        )
+        raise ConfigError(file, "profile", f"one of {sorted(raw.profiles)}", got=repr(chosen))
     prof = raw.profiles[chosen]
     if prof.example_only:
         raise ConfigError(
@@ -133,7 +131,9 @@ def _resolve(
         if agent not in raw.agents:
             raise ConfigError(file, f"agents.{agent}", "a section for each of the four agents")
         if agent not in models:
-            raise ConfigError(file, f"{where}.agents.{agent}", "a model for each of the four agents")
+            raise ConfigError(
+                file, f"{where}.agents.{agent}", "a model for each of the four agents"
+            )
     for agent, choice in models.items():
         if agent not in AGENTS:
             raise ConfigError(file, f"{where}.agents.{agent}", f"one of {list(AGENTS)}")
@@ -206,8 +206,9 @@ def _check_engines(file: str, profile: str, engines: tuple[EngineConfig, ...]) -
             if engine.port is None:
                 raise ConfigError(file, f"{key}.port", f"a port for a {engine.kind} engine")
             if engine.port in ports:
-                raise ConfigError(file, f"{key}.port", "a port no other engine uses",
-                                  got=str(engine.port))
+                raise ConfigError(
+                    file, f"{key}.port", "a port no other engine uses", got=str(engine.port)
+                )
             ports.add(engine.port)
 
 
@@ -240,8 +241,9 @@ def _external_from_env(
     from appliance.config.schema import AgentModels
 
     if not base_url.startswith(("http://", "https://")):
-        raise ConfigError("LLM_BASE_URL", "LLM_BASE_URL", "an http:// or https:// URL",
-                          got=repr(base_url))
+        raise ConfigError(
+            "LLM_BASE_URL", "LLM_BASE_URL", "an http:// or https:// URL", got=repr(base_url)
+        )
     default_model = env.get("LLM_MODEL") or "default"
     agent_models = {a: env.get(v) or default_model for a, v in AGENT_MODEL_VARS.items()}
     aliases = tuple(sorted({m for m in agent_models.values() if m != default_model}))

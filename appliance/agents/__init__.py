@@ -1,0 +1,1 @@
+"""The four Kai agents: prompts, settings, schemas and the orchestrator."""

@@ -1,0 +1,56 @@
+"""`create_app()`: the Litestar application, its routes, and the lifespan that owns the services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.openapi import OpenAPIConfig
+
+from appliance import __version__
+from appliance.api.chat import chat_completions
+from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.api.health import HealthController
+from appliance.api.models import list_models
+from appliance.config.schema import Config
+from appliance.services import Services
+
+# Concerns that add routes register a function here: (app config, services) -> None.
+Extension = Callable[[AppConfig, Services], None]
+
+
+def create_app(
+    config: Config,
+    services: Services | None = None,
+    *,
+    extensions: tuple[Extension, ...] = (),
+) -> Litestar:
+    """Build the app. `services` defaults to real engines from `config`, started in the lifespan."""
+    built = services or Services.from_config(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = built
+        await built.start()
+        try:
+            yield
+        finally:
+            await built.stop()
+
+    app_config = AppConfig(
+        route_handlers=[chat_completions, list_models, HealthController],
+        lifespan=[lifespan],
+        exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(
+            title="Kai LLM appliance",
+            version=__version__,
+            description="OpenAI-compatible API and agent routes for the Kai platform.",
+            path="/schema",
+        ),
+        debug=False,
+    )
+    for extend in extensions:
+        extend(app_config, built)
+    return Litestar.from_config(app_config)

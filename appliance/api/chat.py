@@ -1,0 +1,177 @@
+"""`POST /v1/chat/completions`: the OpenAI-compatible passthrough, kept lean.
+
+A raw ASGI route: the body is validated with msgspec and forwarded as bytes (rewritten only when the
+model name changes or an agent's prompt applies); the engine's answer streams back byte for byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import asgi
+from litestar.types import Receive, Scope, Send
+
+from appliance.agents.prompts import system_prompt
+from appliance.api.errors import error_parts
+from appliance.config.schema import AgentConfig
+from appliance.errors import ApplianceError, BadRequest
+from appliance.gateway.gateway import Dispatch, Route
+from appliance.gateway.priority import PRIORITY_HEADER, Priority
+
+log = logging.getLogger("appliance.api.chat")
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_PRIORITY_HEADER = PRIORITY_HEADER.encode()
+
+
+class Message(msgspec.Struct):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatHead(msgspec.Struct):
+    """The fields the gateway needs; everything else passes through untouched."""
+
+    model: str
+    messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
+    stream: bool = False
+
+
+_decode_head = msgspec.json.Decoder(ChatHead).decode
+_decode_any = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+@asgi("/v1/chat/completions", copy_scope=False)
+async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["method"] != "POST":  # type: ignore[typeddict-item]
+        await _send_error(send, BadRequest("Use POST for /v1/chat/completions."), status=405)
+        return
+    services = scope["app"].state.services
+    try:
+        body = await _read_body(receive)
+        head = _parse(body)
+        route = services.gateway.route(head.model)
+        priority = Priority.parse(_header(scope, _PRIORITY_HEADER), Priority.for_agent(route.agent))
+        builder = _body_builder(body, head, route, services.config.agents)
+        dispatch = await services.gateway.dispatch(route, builder, priority=priority)
+    except ApplianceError as exc:
+        await _send_error(send, exc)
+        return
+    await _relay(dispatch, send, head.stream, route, services.gateway.recorder)
+
+
+def _parse(body: bytes) -> ChatHead:
+    try:
+        return _decode_head(body)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"Invalid request body: {exc}") from None
+    except msgspec.DecodeError:
+        raise BadRequest("The request body is not valid JSON.") from None
+
+
+def _body_builder(body: bytes, head: ChatHead, route: Route, agents: dict[str, AgentConfig]):
+    """A function from the target model name to the bytes sent to its engine."""
+    if route.agent is None:
+        if route.targets == (head.model,):
+            return lambda _model: body
+        payload = _decode_any(body)
+        return lambda model: _encode({**payload, "model": model})
+    payload = apply_agent(_decode_any(body), route.agent, agents[route.agent])
+    return lambda model: _encode({**payload, "model": model})
+
+
+def apply_agent(payload: dict[str, Any], agent: str, settings: AgentConfig) -> dict[str, Any]:
+    """The agent's system prompt first, its sampling settings where the caller set none."""
+    messages = [{"role": "system", "content": system_prompt(agent)}, *payload["messages"]]
+    out = {**payload, "messages": messages}
+    out.setdefault("temperature", settings.temperature)
+    out.setdefault("top_p", settings.top_p)
+    if "max_tokens" not in out and "max_completion_tokens" not in out:
+        out["max_tokens"] = settings.max_tokens
+    return out
+
+
+async def _relay(dispatch: Dispatch, send: Send, stream: bool, route: Route, recorder: Any) -> None:
+    response = dispatch.response
+    headers = [
+        (b"content-type", response.content_type),
+        (b"x-appliance-model", dispatch.model.encode()),
+        (b"x-appliance-fallback", b"true" if dispatch.fallback_used else b"false"),
+    ]
+    outcome, ttft = "ok" if response.status < 400 else f"http_{response.status}", None
+    try:
+        if not stream or response.status >= 400:
+            data = await response.read()
+            headers.append((b"content-length", str(len(data)).encode()))
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": data})
+            return
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        try:
+            async for chunk in response.iter_bytes():
+                if ttft is None:
+                    ttft = time.perf_counter() - dispatch.started
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except Exception as exc:  # the engine died mid-stream: tell the client in-band
+            outcome = "stream_error"
+            log.warning("stream from %s broke: %s", dispatch.engine_id, type(exc).__name__)
+            await send({"type": "http.response.body", "body": _stream_error(), "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    except OSError:
+        outcome = "client_gone"
+    finally:
+        dispatch.release()
+        recorder.request_done(
+            agent=route.agent,
+            model=dispatch.model,
+            outcome=outcome,
+            ttft_s=ttft,
+            e2e_s=time.perf_counter() - dispatch.started,
+        )
+
+
+def _stream_error() -> bytes:
+    err = {
+        "error": {
+            "message": "The engine stopped mid-answer.",
+            "type": "engine_unavailable",
+            "param": None,
+            "code": "stream_interrupted",
+        }
+    }
+    return b"data: " + _encode(err) + b"\n\n"
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("The client went away before sending the request body.")
+        chunk = message.get("body", b"")  # type: ignore[union-attr]
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadRequest(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):  # type: ignore[union-attr]
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:  # type: ignore[typeddict-item]
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_error(send: Send, exc: ApplianceError, *, status: int | None = None) -> None:
+    code, headers, body = error_parts(exc)
+    await send({"type": "http.response.start", "status": status or code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,104 @@
+"""`GET /health` and `GET /health/detailed`: the service guide's JSON plus per-engine state."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+
+from appliance import __version__
+from appliance.services import Services
+
+OK_STATES = ("healthy", "degraded")
+
+
+def engine_views(services: Services) -> dict[str, dict[str, Any]]:
+    processes = services.supervisor.status() if services.supervisor is not None else {}
+    views: dict[str, dict[str, Any]] = {}
+    for endpoint in services.endpoints:
+        engine = endpoint.engine_id
+        live = services.liveness.results[engine]
+        proc = processes.get(engine)
+        breaker = services.gateway.breakers[engine].snapshot()
+        up = proc.state == "RUNNING" if proc is not None else live.ok
+        view: dict[str, Any] = {
+            "models": list(endpoint.names),
+            "kind": "external" if not endpoint.launched else _kind(services, engine),
+            "up": up and breaker["state"] != "open",
+            "state": str(proc.state)
+            if proc is not None
+            else ("RUNNING" if live.ok else "UNREACHABLE"),
+            "latency_ms": live.latency_ms,
+            "circuit_breaker": breaker,
+        }
+        if proc is not None:
+            view.update(
+                pid=proc.pid,
+                restarts=proc.restarts,
+                since=proc.since,
+                last_exit_code=proc.last_exit_code,
+                last_error=proc.last_error,
+                progress=proc.progress,
+            )
+        elif live.error:
+            view["last_error"] = live.error
+        views[engine] = view
+    return views
+
+
+def _kind(services: Services, engine_id: str) -> str:
+    return next(e.kind for e in services.config.engines if e.id == engine_id)
+
+
+def overall(services: Services, views: dict[str, dict[str, Any]]) -> str:
+    if services.supervisor is not None and not services.engines_started.is_set():
+        return "starting"
+    up = [v["up"] for v in views.values()]
+    if all(up):
+        return "healthy"
+    return "degraded" if any(up) else "unhealthy"
+
+
+def health_body(services: Services) -> tuple[int, dict[str, Any]]:
+    views = engine_views(services)
+    status = overall(services, views)
+    breaker_state, failures = services.gateway.breaker_summary()
+    latencies = [v["latency_ms"] for v in views.values() if v["up"] and v["latency_ms"] is not None]
+    body = {
+        "status": status,
+        "version": __version__,
+        "llm": {
+            "status": status,
+            "latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None,
+            "models_available": sum(len(v["models"]) for v in views.values() if v["up"]),
+            "circuit_breaker_state": breaker_state,
+            "circuit_breaker_failures": failures,
+        },
+        "profile": services.config.profile,
+        "engines": views,
+    }
+    return (200 if status in OK_STATES else 503), body
+
+
+class HealthController(Controller):
+    path = "/health"
+    include_in_schema = True
+    tags = ["health"]
+
+    @get("/", summary="Basic health check (the service guide's JSON)")
+    async def health(self, request: Request) -> Response[dict[str, Any]]:
+        code, body = health_body(request.app.state.services)
+        return Response(body, status_code=code)
+
+    @get("/detailed", summary="Health with engines, load, latency windows and storage")
+    async def detailed(self, request: Request) -> Response[dict[str, Any]]:
+        services: Services = request.app.state.services
+        code, body = health_body(services)
+        body["uptime_s"] = round(time.time() - services.started_at, 1)
+        body["ready"] = services.ready.is_set()
+        for name, section in services.health_sections.items():
+            value = section()
+            body[name] = await value if inspect.isawaitable(value) else value
+        return Response(body, status_code=code)

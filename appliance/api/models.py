@@ -1,0 +1,50 @@
+"""`GET /v1/models`: the four agents, `default`, and every served model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get
+
+from appliance.config.schema import AGENTS
+from appliance.services import Services
+
+
+@get("/v1/models", summary="List agents and models (OpenAI-compatible)", tags=["openai"])
+async def list_models(request: Request) -> dict[str, Any]:
+    services: Services = request.app.state.services
+    created = int(services.started_at)
+    data: list[dict[str, Any]] = [
+        {
+            "id": agent,
+            "object": "model",
+            "created": created,
+            "owned_by": "kai-appliance",
+            "agent": agent,
+            "model": services.config.agents[agent].model,
+            "fallbacks": list(services.config.agents[agent].fallbacks),
+        }
+        for agent in AGENTS
+    ]
+    data.append(
+        {
+            "id": "default",
+            "object": "model",
+            "created": created,
+            "owned_by": "kai-appliance",
+            "model": services.config.default_model,
+        }
+    )
+    for engine in services.config.engines:
+        for name in engine.names:
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": engine.kind,
+                    "engine": engine.id,
+                    "max_model_len": engine.max_model_len,
+                }
+            )
+    return {"object": "list", "data": data}

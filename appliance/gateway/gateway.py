@@ -1,0 +1,265 @@
+"""Route a request to an engine and follow the fallback chain when it fails.
+
+The order on failure is the service guide's: retry with backoff -> circuit breaker -> fallback
+model. (Cached and generic answers are the agents' business, above this layer.)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx2
+
+from appliance.config.schema import AGENTS, Config
+from appliance.engines.base import Endpoint
+from appliance.errors import EngineUnavailable, NotFound
+from appliance.gateway.breaker import CircuitBreaker
+from appliance.gateway.client import TRANSPORT_ERRORS, EngineClient, UpstreamResponse
+from appliance.gateway.hooks import Admission, NullAdmission, NullRecorder, Permit, Recorder
+from appliance.gateway.priority import Priority
+from appliance.gateway.retry import RetryableStatus, is_retryable_status, with_retries
+
+log = logging.getLogger("appliance.gateway")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a `model` value leads: an agent's chain, an engine's served name, or `default`."""
+
+    requested: str
+    agent: str | None
+    targets: tuple[str, ...]  # model names, primary first
+
+
+@dataclass(slots=True)
+class Dispatch:
+    """An engine's answer plus what produced it; `release()` once the body is consumed."""
+
+    response: UpstreamResponse
+    model: str
+    engine_id: str
+    fallback_used: bool
+    skipped: list[str] = field(default_factory=list)
+    permit: Permit | None = None
+    started: float = 0.0
+
+    def release(self) -> None:
+        if self.permit is not None:
+            self.permit.release()
+            self.permit = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A parsed `ChatCompletion` (openai's type) plus what produced it."""
+
+    result: Any
+    model: str
+    engine_id: str
+    fallback_used: bool
+    skipped: list[str]
+
+
+class Gateway:
+    """Owns one client and one breaker per engine."""
+
+    def __init__(
+        self,
+        config: Config,
+        endpoints: list[Endpoint],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.clients: dict[str, EngineClient] = {
+            ep.engine_id: EngineClient(ep, config.llm) for ep in endpoints
+        }
+        self._by_name: dict[str, EngineClient] = {
+            name: self.clients[ep.engine_id] for ep in endpoints for name in ep.names
+        }
+        self.breakers: dict[str, CircuitBreaker] = {
+            ep.engine_id: CircuitBreaker(
+                ep.engine_id,
+                threshold=config.llm.circuit_breaker_threshold,
+                timeout_s=config.llm.circuit_breaker_timeout,
+                clock=clock,
+            )
+            for ep in endpoints
+        }
+        self.admission: Admission = NullAdmission()
+        self.recorder: Recorder = NullRecorder()
+        self._routes: dict[str, Route] = self._build_routes()
+
+    def _build_routes(self) -> dict[str, Route]:
+        routes = {name: Route(name, None, (name,)) for name in self._by_name}
+        routes["default"] = Route("default", None, (self.config.default_model,))
+        for agent in AGENTS:
+            settings = self.config.agents[agent]
+            routes[agent] = Route(agent, agent, (settings.model, *settings.fallbacks))
+        return routes
+
+    def route(self, model: str) -> Route:
+        try:
+            return self._routes[model]
+        except KeyError:
+            raise NotFound(
+                f"The model `{model}` does not exist. Use an agent name "
+                f"({', '.join(AGENTS)}), `default`, or a served model: "
+                f"{', '.join(sorted(self._by_name))}."
+            ) from None
+
+    def client_for(self, model: str) -> EngineClient:
+        return self._by_name[model]
+
+    def model_names(self) -> list[str]:
+        return list(self._by_name)
+
+    async def dispatch(
+        self,
+        route: Route,
+        body_for: Callable[[str], bytes],
+        *,
+        priority: Priority,
+        timeout: float | None = None,
+    ) -> Dispatch:
+        """Raw bytes to the first target that answers; the caller streams the body, then releases."""
+
+        async def send(client: EngineClient, model: str) -> UpstreamResponse:
+            response = await client.post_chat(body_for(model), timeout=timeout)
+            if is_retryable_status(response.status):
+                await response.aclose()
+                raise RetryableStatus(response.status, response.retry_after())
+            return response
+
+        response, model, position, skipped, permit, started = await self._chain(
+            route, send, priority
+        )
+        return Dispatch(
+            response, model, self._by_name[model].engine_id, position > 0, skipped, permit, started
+        )
+
+    async def complete(
+        self,
+        route: Route,
+        payload_for: Callable[[str], dict[str, Any]],
+        *,
+        priority: Priority,
+    ) -> Completion:
+        """A parsed chat completion through the engine's `AsyncOpenAI` client (agent routes)."""
+
+        async def send(client: EngineClient, model: str) -> Any:
+            return await _openai_call(client, payload_for(model))
+
+        started = time.perf_counter()
+        result, model, position, skipped, permit, _ = await self._chain(route, send, priority)
+        permit.release()
+        self.recorder.request_done(
+            agent=route.agent,
+            model=model,
+            outcome="ok",
+            ttft_s=None,
+            e2e_s=time.perf_counter() - started,
+        )
+        return Completion(result, model, self._by_name[model].engine_id, position > 0, skipped)
+
+    async def _chain(
+        self,
+        route: Route,
+        send: Callable[[EngineClient, str], Awaitable[T]],
+        priority: Priority,
+    ) -> tuple[T, str, int, list[str], Permit, float]:
+        """Retry -> breaker -> fallback model, in the guide's order."""
+        skipped: list[str] = []
+        retry_after: list[float] = []
+        for position, model in enumerate(route.targets):
+            client = self._by_name[model]
+            engine = client.engine_id
+            breaker = self.breakers[engine]
+            last = position == len(route.targets) - 1
+            decision = self.admission.assess(engine, priority, has_fallback=not last)
+            if decision.reroute:
+                skipped.append(f"{model}: {decision.reason}")
+                continue
+            if not breaker.allow():
+                skipped.append(f"{model}: circuit breaker open")
+                retry_after.append(breaker.retry_after())
+                continue
+            permit = await self.admission.acquire(engine, priority)
+            started = time.perf_counter()
+            try:
+                result = await self._with_retries(lambda c=client, m=model: send(c, m))
+            except (RetryableStatus, *TRANSPORT_ERRORS) as exc:
+                permit.release()
+                breaker.record_failure()
+                self.recorder.engine_failure(engine, type(exc).__name__)
+                skipped.append(f"{model}: {_reason(exc)}")
+                if isinstance(exc, RetryableStatus) and exc.retry_after:
+                    retry_after.append(exc.retry_after)
+                continue
+            except BaseException:
+                permit.release()
+                raise
+            breaker.record_success()
+            if skipped:
+                log.warning(
+                    "fell back to %s for %s (%s)", model, route.requested, "; ".join(skipped)
+                )
+            return result, model, position, skipped, permit, started
+        raise EngineUnavailable(
+            f"No engine could serve `{route.requested}` ({'; '.join(skipped)}).",
+            retry_after=max(1.0, min(retry_after)) if retry_after else 5.0,
+        )
+
+    async def _with_retries(self, once: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await once()  # the hot path: no retry machinery unless the first try fails
+        except (RetryableStatus, *TRANSPORT_ERRORS):
+            if self.config.llm.max_retries == 0:
+                raise
+        return await with_retries(once, self.config.llm, attempts=self.config.llm.max_retries)
+
+    def breaker_summary(self) -> tuple[str, int]:
+        """The guide's single `circuit_breaker_state` and failure count across engines."""
+        states = [b.state for b in self.breakers.values()]
+        failures = sum(b.failures for b in self.breakers.values())
+        for worst in ("open", "half_open"):
+            if any(s == worst for s in states):
+                return worst, failures
+        return "closed", failures
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RetryableStatus):
+        return f"engine answered {exc.status}"
+    return f"engine unreachable ({type(exc).__name__})"
+
+
+async def _openai_call(client: EngineClient, payload: dict[str, Any]) -> Any:
+    """`chat.completions.create` with openai's errors translated for the retry layer."""
+    import openai
+
+    try:
+        return await client.openai.chat.completions.create(**payload)
+    except openai.APIStatusError as exc:
+        if is_retryable_status(exc.status_code):
+            header = exc.response.headers.get("retry-after")
+            raise RetryableStatus(exc.status_code, _float_or_none(header)) from exc
+        raise
+    except openai.APIConnectionError as exc:  # includes timeouts
+        raise httpx2.TransportError(type(exc).__name__) from exc
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,82 @@
+"""The gateway's seams for load control and observation.
+
+The gateway asks an `Admission` whether to reroute and for a permit before each engine call, and
+tells a `Recorder` what happened. The null versions here admit everything and record nothing;
+`appliance.gateway.admission` and `appliance.monitor` provide the real ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from appliance.gateway.priority import Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    reroute: bool = False
+    reason: str = ""
+
+
+ADMIT = Decision()
+
+
+class Permit(Protocol):
+    def release(self) -> None: ...
+
+
+class Admission(Protocol):
+    def assess(self, engine_id: str, priority: Priority, *, has_fallback: bool) -> Decision:
+        """Reroute to the next model in the chain? Called before the breaker check."""
+        ...
+
+    async def acquire(self, engine_id: str, priority: Priority) -> Permit:
+        """Wait for room on the engine, or raise `Overloaded` to shed."""
+        ...
+
+
+class Recorder(Protocol):
+    def engine_failure(self, engine_id: str, reason: str) -> None: ...
+
+    def request_done(
+        self,
+        *,
+        agent: str | None,
+        model: str,
+        outcome: str,
+        ttft_s: float | None,
+        e2e_s: float,
+    ) -> None: ...
+
+
+class _NullPermit:
+    def release(self) -> None:
+        return None
+
+
+_NULL_PERMIT = _NullPermit()
+
+
+class NullAdmission:
+    def assess(self, engine_id: str, priority: Priority, *, has_fallback: bool) -> Decision:
+        return ADMIT
+
+    async def acquire(self, engine_id: str, priority: Priority) -> Permit:
+        return _NULL_PERMIT
+
+
+class NullRecorder:
+    def engine_failure(self, engine_id: str, reason: str) -> None:
+        return None
+
+    def request_done(
+        self,
+        *,
+        agent: str | None,
+        model: str,
+        outcome: str,
+        ttft_s: float | None,
+        e2e_s: float,
+    ) -> None:
+        return None

@@ -1,0 +1,90 @@
+"""Run the app under uvicorn: loopback unless API keys exist, STOPPING as soon as SIGTERM lands."""
+
+from __future__ import annotations
+
+import logging
+import os
+from types import FrameType
+
+import uvicorn
+
+from appliance.api.app import create_app
+from appliance.config.schema import Config
+from appliance.errors import ConfigError
+from appliance.notify import Notifier
+from appliance.services import Services
+
+log = logging.getLogger("appliance.server")
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def api_keys(config: Config) -> tuple[str, ...]:
+    from_env = os.environ.get(config.security.api_keys_env, "")
+    keys = [k.strip() for k in from_env.split(",") if k.strip()]
+    return (*config.security.api_keys, *keys)
+
+
+def check_exposure(config: Config, host: str) -> None:
+    """No key, no network: refuse to listen beyond loopback without API keys."""
+    if api_keys(config):
+        return
+    if host not in LOOPBACK:
+        raise ConfigError(
+            config.source,
+            "server.host",
+            f"a loopback address (127.0.0.1) when no API key is configured; set "
+            f"{config.security.api_keys_env} (or [security].api_keys) to listen on {host}",
+            got=host,
+        )
+    log.warning(
+        "no API key configured: serving on loopback only (%s); set %s to require keys",
+        host,
+        config.security.api_keys_env,
+    )
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, notifier: Notifier) -> None:
+        super().__init__(config)
+        self._notifier = notifier
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._notifier.stopping("draining requests")
+        super().handle_exit(sig, frame)
+
+
+def serve(config: Config, *, host: str, port: int) -> int:
+    check_exposure(config, host)
+    notifier = Notifier(unset_environment=True)
+    services = Services.from_config(config, notifier=notifier)
+    app = create_app(config, services)
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
+            server_header=False,
+        ),
+        notifier,
+    )
+    log.info(
+        "appliance %s listening on http://%s:%d (profile %s)",
+        _version(),
+        host,
+        port,
+        config.profile,
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+def _version() -> str:
+    from appliance import __version__
+
+    return __version__

@@ -1,0 +1,127 @@
+"""Everything the API needs at run time, built from the config and owned by the app's lifespan.
+
+Start order: engines are launched in the background (the HTTP server answers `/health` with
+"starting" meanwhile), the liveness prober runs, and systemd hears READY once every launched engine
+is healthy. Stop order is the reverse; no engine process outlives `stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from appliance.config.schema import Config
+from appliance.engines.base import Endpoint, LaunchSpec
+from appliance.gateway.gateway import Gateway
+from appliance.gateway.liveness import LivenessProber
+from appliance.notify import Notifier
+
+log = logging.getLogger("appliance.services")
+
+
+class Services:
+    def __init__(
+        self,
+        config: Config,
+        endpoints: list[Endpoint],
+        *,
+        supervisor: Any | None = None,
+        notifier: Notifier | None = None,
+        liveness_interval_s: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.endpoints = endpoints
+        self.supervisor = supervisor
+        self.notifier = notifier or Notifier()
+        self.gateway = Gateway(config, endpoints)
+        self.liveness = LivenessProber(self.gateway.clients, interval_s=liveness_interval_s)
+        self.started_at = time.time()
+        self.ready = asyncio.Event()
+        self.engines_started = asyncio.Event()
+        # Extra sections for /health/detailed, added by the concerns that own them.
+        self.health_sections: dict[
+            str, Callable[[], Awaitable[dict[str, Any]] | dict[str, Any]]
+        ] = {}
+        # Background services (benchmarks, monitors) started after the engines and stopped first.
+        self.on_start: list[Callable[[], Awaitable[None]]] = []
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @classmethod
+    def from_config(cls, config: Config, *, notifier: Notifier | None = None) -> Services:
+        """Build real engines, supervisor and gateway; refuse an infeasible GPU plan."""
+        from appliance.engines.registry import build_engines, new_internal_api_key
+
+        plan = None
+        if any(engine.kind == "vllm" for engine in config.engines):
+            from appliance.placement import check_plan
+
+            plan = check_plan(config)
+        endpoints, specs = build_engines(config, new_internal_api_key(), plan)
+        return cls(config, endpoints, supervisor=_supervisor(specs), notifier=notifier)
+
+    async def start(self) -> None:
+        self.liveness.start()
+        self._tasks.append(asyncio.create_task(self._start_engines(), name="engines-start"))
+        if self.notifier.watchdog_interval is not None:
+            self._tasks.append(asyncio.create_task(self.notifier.watchdog_loop(), name="watchdog"))
+
+    async def _start_engines(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.on_change(self._engine_changed)
+            await self.supervisor.start()
+        await self.liveness.probe_all()
+        self.engines_started.set()
+        for start in self.on_start:
+            await start()
+        if self.supervisor is None or self.supervisor.all_running():
+            self.ready.set()
+            self.notifier.ready(f"serving {len(self.endpoints)} engine(s)")
+            log.info(
+                "appliance ready: profile %s, %d engine(s)",
+                self.config.profile,
+                len(self.endpoints),
+            )
+        else:
+            self.notifier.status("some engines failed to start; serving with fallbacks")
+            log.error("appliance started, but not every engine is running: see /health/detailed")
+            self.ready.set()
+            self.notifier.ready("degraded: not every engine is running")
+
+    def _engine_changed(self, status: Any) -> None:
+        self.notifier.status(f"engine {status.engine_id}: {status.state}")
+        if str(status.state) == "RUNNING":
+            breaker = self.gateway.breakers.get(status.engine_id)
+            if breaker is not None:
+                breaker.reset()
+
+    async def stop(self) -> None:
+        self.notifier.stopping("stopping engines")
+        for stop in reversed(self.on_stop):
+            with contextlib.suppress(Exception):
+                await stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.liveness.stop()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        await self.gateway.aclose()
+
+
+def _supervisor(specs: list[LaunchSpec]) -> Any | None:
+    if not specs:
+        return None
+    from appliance.engines.health import HttpHealthProbe
+    from appliance.engines.process import SubprocessSpawner
+    from appliance.engines.supervisor import RestartPolicy, Supervisor
+
+    return Supervisor(
+        specs, spawner=SubprocessSpawner(), probe=HttpHealthProbe(), policy=RestartPolicy()
+    )
