@@ -11,12 +11,16 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from appliance.config.schema import (
     AGENTS,
     AgentConfig,
+    AgentModels,
+    CatalogEntry,
     Config,
     EngineConfig,
     LLMSettings,
@@ -26,6 +30,7 @@ from appliance.config.schema import (
 from appliance.errors import ConfigError
 
 DEFAULT_PATH = "models.toml"
+T = TypeVar("T")
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 # Service-guide variable -> (LLMSettings field, type)
@@ -92,18 +97,77 @@ def _read(file: str) -> RawConfig:
         raise ConfigError(file, "-", "UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "-", "valid TOML", got=str(exc)) from None
+    _validate_entries(file, data)
+    return _convert(file, data, RawConfig, "")
+
+
+# Dict-valued sections whose entries are validated one by one, so errors name the entry's key
+# (msgspec reports dict keys as `[...]`).
+_ENTRY_TYPES: dict[str, type] = {
+    "agents": AgentConfig,
+    "catalog": CatalogEntry,
+}
+
+
+def _validate_entries(file: str, data: dict[str, Any]) -> None:
+    for section, kind in _ENTRY_TYPES.items():
+        for name, entry in _mapping(data.get(section)).items():
+            _convert(file, entry, kind, f"{section}.{name}")
+    for name, profile in _mapping(data.get("profiles")).items():
+        prefix = f"profiles.{name}"
+        if isinstance(profile, dict):
+            for agent, choice in _mapping(profile.get("agents")).items():
+                _convert(file, choice, AgentModels, f"{prefix}.agents.{agent}")
+        _convert(file, profile, ProfileConfig, prefix)
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _convert(file: str, data: object, kind: type[T], prefix: str) -> T:
     try:
-        return msgspec.convert(data, RawConfig)
+        return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
         match = _AT.match(str(exc))
-        msg = match["msg"] if match else str(exc)
-        key = (match["path"] or "").lstrip(".") if match else ""
-        raise ConfigError(file, key or "-", _expectation(msg)) from None
+        msg = match["msg"] if match and match["msg"] else str(exc)
+        path = (match["path"] or "") if match else ""
+        key = ".".join(p for p in (prefix, path.lstrip(".")) if p) or "-"
+        raise ConfigError(file, key, _expectation(msg, kind, path)) from None
 
 
-def _expectation(msg: str) -> str:
-    """msgspec says `Expected `int`, got `str``; keep it but drop the backticks."""
+def _expectation(msg: str, kind: type | None = None, path: str = "") -> str:
+    """msgspec says `Expected `int`, got `str``; keep it but drop the backticks.
+
+    For an invalid choice it only names the bad value, so the allowed ones are looked up.
+    """
+    if msg.startswith("Invalid enum value") and kind is not None:
+        choices = _literal_values(kind, path)
+        if choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            return f"expected one of {allowed}, got {msg.removeprefix('Invalid enum value ')}"
     return msg.replace("`", "").replace("Expected", "expected", 1)
+
+
+def _literal_values(kind: type, path: str) -> tuple[Any, ...]:
+    """The allowed values of the Literal field at a msgspec error path such as `.engines[0].kind`."""
+    info: Any = msgspec.inspect.type_info(kind)
+    for token in re.findall(r"\.([A-Za-z_][\w-]*)|\[[^\]]*\]", path):
+        while isinstance(info, msgspec.inspect.UnionType):
+            info = next(
+                (t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info
+            )
+        if token and isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.encode_name == token), None)
+        elif not token and hasattr(info, "item_type"):
+            info = info.item_type
+        elif not token and isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        if info is None:
+            return ()
+    while isinstance(info, msgspec.inspect.UnionType):
+        info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info)
+    return tuple(info.values) if isinstance(info, msgspec.inspect.LiteralType) else ()
 
 
 def _resolve(
@@ -238,8 +302,6 @@ def _external_from_env(
     base_url: str, env: Mapping[str, str]
 ) -> tuple[tuple[EngineConfig, ...], dict, str]:
     """`LLM_BASE_URL` alone: one external engine serving every agent's model."""
-    from appliance.config.schema import AgentModels
-
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(
             "LLM_BASE_URL", "LLM_BASE_URL", "an http:// or https:// URL", got=repr(base_url)
