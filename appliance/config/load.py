@@ -181,6 +181,7 @@ def _resolve(
     base_url = env.get("LLM_BASE_URL", "").strip()
     if base_url:
         engines, models, default_model = _external_from_env(base_url, env)
+        chosen = "external"
     else:
         if env.get("LLM_MODEL"):
             default_model = env["LLM_MODEL"]

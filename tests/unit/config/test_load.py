@@ -56,6 +56,7 @@ def test_guide_originals_are_examples_only() -> None:
 def test_llm_base_url_alone_gives_an_external_engine() -> None:
     config = load_config(SHIPPED, env={"LLM_BASE_URL": "http://10.0.0.5:8000/v1/"})
     (engine,) = config.engines
+    assert config.profile == "external"
     assert engine.kind == "external"
     assert engine.base_url == "http://10.0.0.5:8000/v1"
     assert engine.name == "default"
