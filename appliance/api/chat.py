@@ -85,8 +85,14 @@ def _body_builder(body: bytes, head: ChatHead, route: Route, agents: dict[str, A
 
 
 def apply_agent(payload: dict[str, Any], agent: str, settings: AgentConfig) -> dict[str, Any]:
-    """The agent's system prompt first, its sampling settings where the caller set none."""
-    messages = [{"role": "system", "content": system_prompt(agent)}, *payload["messages"]]
+    """The agent's system prompt and its sampling settings, where the caller set none.
+
+    A caller that sends its own system message (an existing Kai backend with its own prompts)
+    keeps it: it gains the agent's fallback chain and priority without a second prompt.
+    """
+    messages = payload["messages"]
+    if not any(m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": system_prompt(agent)}, *messages]
     out = {**payload, "messages": messages}
     out.setdefault("temperature", settings.temperature)
     out.setdefault("top_p", settings.top_p)
