@@ -1,0 +1,417 @@
+"""Benchmark runs in SQLite: a run is written as `running` when it starts and its samples are
+flushed in batches while it goes, so a stop mid-run loses at most one batch and leaves a run that
+the next start marks `interrupted`.
+
+Runs carry their owner (host, pid, process start time): a run still `running` whose owner is gone
+is stale, while one owned by a live process (the CLI beside the service) is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+import msgspec
+import psutil
+
+from appliance.bench.records import Phase, PhaseResult, Sample
+from appliance.store.db import open_db
+
+_json = msgspec.json.Encoder()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RunMeta(msgspec.Struct, frozen=True, kw_only=True):
+    """Where and with what a run was made."""
+
+    profile: str = ""
+    gpu: str = ""
+    version: str = ""
+    config_source: str = ""
+
+
+class RunRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    kind: str
+    trigger: str
+    status: str
+    started_at: str
+    finished_at: str | None
+    profile: str
+    gpu: str
+    version: str
+    config_source: str
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    reason: str | None
+
+
+class PhaseRow(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: int
+    idx: int
+    scope: str
+    mode: str
+    concurrency: int | None
+    rate: float | None
+    num_requests: int
+    started_s: float
+    duration_s: float | None
+
+
+class SummaryRow(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: int
+    phase: int
+    scope: str
+    agent: str | None
+    model: str
+    mode: str
+    concurrency: int | None
+    rate: float | None
+    metrics: dict[str, Any]
+
+
+class TrendPoint(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: int
+    started_at: str
+    p95_e2el_ms: float
+    tokens_per_s: float
+    error_rate: float
+
+
+_SELECT_RUNS = (
+    "SELECT id, kind, trigger, status, started_at, finished_at, profile, gpu, version, "
+    "config_source, params, result, reason, owner_host, owner_pid, owner_started FROM runs "
+)
+_RUN_BY_ID = _SELECT_RUNS + "WHERE id = ?"
+_RUNS_RUNNING = _SELECT_RUNS + "WHERE status = 'running' ORDER BY id"
+_RUNS_LATEST = _SELECT_RUNS + "ORDER BY id DESC LIMIT ?"
+_RUNS_LATEST_OF_KIND = _SELECT_RUNS + "WHERE kind = ? ORDER BY id DESC LIMIT ?"
+_SELECT_SAMPLES = (
+    "SELECT phase, seq, agent, model, start_s, ttft_s, e2el_s, itl_s, prompt_tokens, "
+    "completion_tokens, ok, error FROM samples WHERE run_id = ? "
+)
+_SAMPLES_OF_RUN = _SELECT_SAMPLES + "ORDER BY seq"
+_SAMPLES_OF_PHASE = _SELECT_SAMPLES + "AND phase = ? ORDER BY seq"
+
+
+class BenchStore:
+    """Reads and writes benchmark runs; one instance per process, over one connection."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._owner = _this_process()
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> BenchStore:
+        return cls(await open_db(path))
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        kind: str,
+        trigger: str,
+        params: dict[str, Any],
+        meta: RunMeta,
+        *,
+        status: str = "running",
+        reason: str | None = None,
+    ) -> int:
+        host, pid, started = self._owner
+        finished = None if status == "running" else now_iso()
+        cur = await self._conn.execute(
+            "INSERT INTO runs (kind, trigger, status, started_at, finished_at, profile, gpu, "
+            "version, config_source, params, reason, owner_host, owner_pid, owner_started) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                trigger,
+                status,
+                now_iso(),
+                finished,
+                meta.profile,
+                meta.gpu,
+                meta.version,
+                meta.config_source,
+                _dumps(params),
+                reason,
+                host,
+                pid,
+                started,
+            ),
+        )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    async def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        await self._conn.execute(
+            "UPDATE runs SET status = ?, finished_at = ?, result = COALESCE(?, result), "
+            "reason = COALESCE(?, reason) WHERE id = ?",
+            (status, now_iso(), _dumps(result) if result is not None else None, reason, run_id),
+        )
+
+    async def mark_stale_interrupted(self) -> list[int]:
+        """Runs left `running` by a process that is gone become `interrupted`."""
+        async with self._conn.execute(
+            "SELECT id, owner_host, owner_pid, owner_started FROM runs WHERE status = 'running'"
+        ) as cur:
+            rows = list(await cur.fetchall())
+        stale = [int(r[0]) for r in rows if not _owner_alive(r[1], r[2], r[3])]
+        for run_id in stale:
+            await self.finish_run(
+                run_id, "interrupted", reason="the process running it stopped before it finished"
+            )
+        return stale
+
+    async def active_runs(self) -> list[RunRow]:
+        """Runs `running` in some live process (this one included)."""
+        async with self._conn.execute(_RUNS_RUNNING) as cur:
+            rows = list(await cur.fetchall())
+        return [_run(r) for r in rows if _owner_alive(r[13], r[14], r[15])]
+
+    async def get_run(self, run_id: int) -> RunRow | None:
+        async with self._conn.execute(_RUN_BY_ID, (run_id,)) as cur:
+            row = await cur.fetchone()
+        return _run(row) if row else None
+
+    async def list_runs(self, *, limit: int = 50, kind: str | None = None) -> list[RunRow]:
+        query, args = (_RUNS_LATEST_OF_KIND, (kind, limit)) if kind else (_RUNS_LATEST, (limit,))
+        async with self._conn.execute(query, args) as cur:
+            return [_run(r) for r in await cur.fetchall()]
+
+    # -- phases, samples, summaries ---------------------------------------------------------
+
+    async def add_phase(self, run_id: int, phase: Phase, started_s: float) -> None:
+        await self._conn.execute(
+            "INSERT INTO phases (run_id, idx, scope, mode, concurrency, rate, num_requests, "
+            "started_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                phase.index,
+                phase.scope,
+                phase.mode,
+                phase.concurrency,
+                phase.rate,
+                phase.num_requests,
+                started_s,
+            ),
+        )
+
+    async def end_phase(self, run_id: int, idx: int, duration_s: float) -> None:
+        await self._conn.execute(
+            "UPDATE phases SET duration_s = ? WHERE run_id = ? AND idx = ?",
+            (duration_s, run_id, idx),
+        )
+
+    async def phases(self, run_id: int) -> list[PhaseRow]:
+        async with self._conn.execute(
+            "SELECT run_id, idx, scope, mode, concurrency, rate, num_requests, started_s, "
+            "duration_s FROM phases WHERE run_id = ? ORDER BY idx",
+            (run_id,),
+        ) as cur:
+            return [
+                PhaseRow(
+                    run_id=r[0],
+                    idx=r[1],
+                    scope=r[2],
+                    mode=r[3],
+                    concurrency=r[4],
+                    rate=r[5],
+                    num_requests=r[6],
+                    started_s=r[7],
+                    duration_s=r[8],
+                )
+                for r in await cur.fetchall()
+            ]
+
+    async def add_samples(self, run_id: int, samples: Sequence[Sample]) -> None:
+        """One transaction per batch."""
+        if not samples:
+            return
+        rows = [
+            (
+                run_id,
+                s.seq,
+                s.phase,
+                s.agent,
+                s.model,
+                s.start_s,
+                s.ttft_s,
+                s.e2el_s,
+                _dumps(s.itl_s),
+                s.prompt_tokens,
+                s.completion_tokens,
+                int(s.ok),
+                s.error,
+            )
+            for s in samples
+        ]
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            await self._conn.executemany(
+                "INSERT OR REPLACE INTO samples (run_id, seq, phase, agent, model, start_s, "
+                "ttft_s, e2el_s, itl_s, prompt_tokens, completion_tokens, ok, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            raise
+        await self._conn.execute("COMMIT")
+
+    async def samples(self, run_id: int, phase: int | None = None) -> list[Sample]:
+        query, args = (
+            (_SAMPLES_OF_PHASE, (run_id, phase))
+            if phase is not None
+            else (_SAMPLES_OF_RUN, (run_id,))
+        )
+        async with self._conn.execute(query, args) as cur:
+            return [
+                Sample(
+                    phase=r[0],
+                    seq=r[1],
+                    agent=r[2],
+                    model=r[3],
+                    start_s=r[4],
+                    ttft_s=r[5],
+                    e2el_s=r[6],
+                    itl_s=tuple(msgspec.json.decode(r[7])),
+                    prompt_tokens=r[8],
+                    completion_tokens=r[9],
+                    ok=bool(r[10]),
+                    error=r[11],
+                )
+                for r in await cur.fetchall()
+            ]
+
+    async def add_summaries(self, run_id: int, results: Iterable[PhaseResult]) -> None:
+        rows = [
+            (
+                run_id,
+                r.phase,
+                r.scope,
+                r.agent,
+                r.model,
+                r.mode,
+                r.concurrency,
+                r.rate,
+                r.metrics["completed"],
+                r.metrics["failed"],
+                r.metrics["p95_e2el_ms"],
+                r.metrics["tokens_per_s"],
+                r.metrics["error_rate"],
+                _dumps(r.metrics),
+            )
+            for r in results
+        ]
+        await self._conn.executemany(
+            "INSERT INTO summaries (run_id, phase, scope, agent, model, mode, concurrency, rate, "
+            "completed, failed, p95_e2el_ms, tokens_per_s, error_rate, metrics) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    async def summaries(self, run_id: int) -> list[SummaryRow]:
+        async with self._conn.execute(
+            "SELECT run_id, phase, scope, agent, model, mode, concurrency, rate, metrics "
+            "FROM summaries WHERE run_id = ? ORDER BY phase, agent IS NOT NULL, agent",
+            (run_id,),
+        ) as cur:
+            return [
+                SummaryRow(
+                    run_id=r[0],
+                    phase=r[1],
+                    scope=r[2],
+                    agent=r[3],
+                    model=r[4],
+                    mode=r[5],
+                    concurrency=r[6],
+                    rate=r[7],
+                    metrics=msgspec.json.decode(r[8]),
+                )
+                for r in await cur.fetchall()
+            ]
+
+    async def comparable(
+        self, summary: SummaryRow, *, profile: str, before_run: int, limit: int = 20
+    ) -> list[TrendPoint]:
+        """Earlier completed runs' figures for the same scope, agent, model, profile and load."""
+        async with self._conn.execute(
+            "SELECT s.run_id, r.started_at, s.p95_e2el_ms, s.tokens_per_s, s.error_rate "
+            "FROM summaries s JOIN runs r ON r.id = s.run_id "
+            "WHERE r.status = 'completed' AND r.profile = ? AND s.run_id < ? "
+            "AND s.scope = ? AND s.agent IS ? AND s.model = ? AND s.mode = ? "
+            "AND s.concurrency IS ? AND s.rate IS ? "
+            "ORDER BY s.run_id DESC LIMIT ?",
+            (
+                profile,
+                before_run,
+                summary.scope,
+                summary.agent,
+                summary.model,
+                summary.mode,
+                summary.concurrency,
+                summary.rate,
+                limit,
+            ),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            TrendPoint(
+                run_id=r[0], started_at=r[1], p95_e2el_ms=r[2], tokens_per_s=r[3], error_rate=r[4]
+            )
+            for r in reversed(list(rows))
+        ]
+
+
+def _dumps(value: Any) -> str:
+    return _json.encode(value).decode()
+
+
+def _run(r: Sequence[Any]) -> RunRow:
+    return RunRow(
+        id=r[0],
+        kind=r[1],
+        trigger=r[2],
+        status=r[3],
+        started_at=r[4],
+        finished_at=r[5],
+        profile=r[6],
+        gpu=r[7],
+        version=r[8],
+        config_source=r[9],
+        params=msgspec.json.decode(r[10]),
+        result=msgspec.json.decode(r[11]) if r[11] else None,
+        reason=r[12],
+    )
+
+
+def _this_process() -> tuple[str, int, float]:
+    return socket.gethostname(), os.getpid(), psutil.Process().create_time()
+
+
+def _owner_alive(host: str | None, pid: int | None, started: float | None) -> bool:
+    if host != socket.gethostname() or pid is None or started is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - started) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
