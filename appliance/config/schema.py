@@ -194,14 +194,36 @@ class SafetyConfig(Base, kw_only=True):
 
 
 class BenchConfig(Base, kw_only=True):
-    """Scheduled benchmarks."""
+    """Scheduled benchmarks: when they run, how much load they make, what counts as a regression."""
 
     enabled: bool = True
-    nightly_cron: str = "0 3 * * *"
-    probe_cron: str = "*/15 * * * *"
-    # Skip a scheduled run when live in-flight requests exceed this.
+    # Crontab expressions (minute hour day month weekday, Sunday = 0) in the host's time zone.
+    nightly_cron: str = "0 3 * * *"  # a capacity sweep of every agent and the mix
+    probe_cron: str = "*/15 * * * *"  # a few requests per agent at concurrency 1
+    # Skip a scheduled run, and pause a running one, while live in-flight requests exceed this.
     busy_inflight: Annotated[int, Meta(ge=0)] = 8
     reports_dir: str = "reports"
+    # The SQLite file, relative to server.data_dir unless absolute.
+    db_file: str = "bench.sqlite3"
+    # Requests per agent per load level (sweeps send at least 2 per concurrent slot).
+    requests: Annotated[int, Meta(ge=1)] = 24
+    probe_requests: Annotated[int, Meta(ge=1)] = 4
+    # A sweep doubles concurrency from 1 up to this, or until an objective breaks.
+    max_concurrency: Annotated[int, Meta(ge=1)] = 64
+    # Share of failed requests beyond which a load level breaks the objectives.
+    error_budget: Probability = 0.01
+    # A run is flagged when its P95 is this much worse than the median of the last runs.
+    regression_threshold: Positive = 0.15
+    regression_window: Annotated[int, Meta(ge=1)] = 7
+    seed: int = 0
+    request_timeout_s: Positive = 120.0
+
+    def __post_init__(self) -> None:
+        for name in ("nightly_cron", "probe_cron"):
+            if len(getattr(self, name).split()) != 5:
+                raise ValueError(
+                    f"{name}: a crontab expression of 5 fields (minute hour day month weekday)"
+                )
 
 
 class RawConfig(Base, kw_only=True):
