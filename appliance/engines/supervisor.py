@@ -139,6 +139,8 @@ class Supervisor:
         """Start every engine, one after another; returns when each is RUNNING or FATAL."""
         self._closed = False
         for eng in self._engines.values():
+            if self._closed:  # stop() was called while starting
+                return
             if eng.life is None or eng.life.done():
                 await self._launch(eng)
 
@@ -181,6 +183,8 @@ class Supervisor:
 
     async def _launch(self, eng: _Engine) -> None:
         """Begin `eng`'s life and wait until it is RUNNING or FATAL."""
+        if self._closed:
+            return
         eng.settled.clear()
         eng.life = asyncio.create_task(self._life(eng), name=f"engine {eng.spec.engine_id}")
         settled = asyncio.create_task(eng.settled.wait())

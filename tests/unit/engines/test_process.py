@@ -1,0 +1,173 @@
+"""The real spawner with small Python children: environment, sessions, output, exit, death signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from appliance.engines.base import LaunchSpec
+from appliance.engines.process import (
+    LINE_LIMIT,
+    SubprocessSpawner,
+    child_env,
+    clean_line,
+    describe_exit,
+    redact,
+)
+
+
+def python(code: str, *, env: dict[str, str] | None = None, remove: tuple[str, ...] = ()):
+    return LaunchSpec(
+        engine_id="tiny",
+        argv=(sys.executable, "-c", textwrap.dedent(code)),
+        env=env or {},
+        health_url="http://127.0.0.1:9/health",
+        startup_timeout_s=5.0,
+        env_remove=remove,
+    )
+
+
+async def run(spec: LaunchSpec) -> tuple[list[str], int]:
+    """Start `spec`, read all of its output, return it with the exit status."""
+    handle = await SubprocessSpawner().spawn(spec)
+    try:
+        async with asyncio.timeout(20):
+            lines = [line async for line in handle.lines()]
+            return lines, await handle.wait()
+    finally:
+        handle.close()
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_child_env_adds_and_removes():
+    spec = python("", env={"A": "1"}, remove=("B",))
+    assert child_env(spec, {"B": "x", "C": "y"}) == {"A": "1", "C": "y"}
+
+
+def test_clean_line_keeps_the_last_progress_bar_drawing_and_drops_colours():
+    assert clean_line(b"Loading 10%\rLoading 50%\rLoading 100%\r\n") == "Loading 100%"
+    assert clean_line(b"\x1b[32mINFO\x1b[0m ready\n") == "INFO ready"
+    assert clean_line(b"bad \xff\xfe bytes\n") == "bad \ufffd\ufffd bytes"
+    assert clean_line(b"\r\n") == ""
+
+
+def test_redact_hides_keys_and_tokens():
+    argv = ("vllm", "serve", "m", "--api-key", "s3cret", "--hf-token=abc", "--port", "1")
+    assert redact(argv) == [
+        "vllm", "serve", "m", "--api-key", "***", "--hf-token=***", "--port", "1"
+    ]  # fmt: skip
+
+
+def test_describe_exit():
+    assert describe_exit(0) == "exited with status 0"
+    assert describe_exit(3) == "exited with status 3"
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+
+
+async def test_output_is_merged_logged_and_never_breaks_on_bad_bytes(caplog):
+    spec = python(
+        """
+        import sys
+        print("to stdout", flush=True)
+        sys.stderr.write("to stderr\\n"); sys.stderr.flush()
+        sys.stdout.buffer.write(b"bad \\xff bytes\\n"); sys.stdout.flush()
+        sys.exit(3)
+        """
+    )
+    with caplog.at_level(logging.INFO, logger="appliance.engine.tiny"):
+        lines, code = await run(spec)
+    assert lines == ["to stdout", "to stderr", "bad \ufffd bytes"]
+    assert code == 3
+    logged = [r.getMessage() for r in caplog.records if r.name == "appliance.engine.tiny"]
+    assert logged[-3:] == lines
+
+
+async def test_environment_stdin_and_own_session():
+    spec = python(
+        """
+        import os, sys
+        print(os.environ.get("ADDED"), os.environ.get("REMOVED"))
+        print(repr(sys.stdin.read()))
+        print(os.getpgid(0) == os.getpid(), os.getsid(0) == os.getpid())
+        """,
+        env={"ADDED": "yes"},
+        remove=("REMOVED",),
+    )
+    os.environ["REMOVED"] = "present"
+    try:
+        lines, code = await run(spec)
+    finally:
+        del os.environ["REMOVED"]
+    assert lines == ["yes None", "''", "True True"]
+    assert code == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+async def test_child_is_told_to_die_with_the_appliance():
+    spec = python(
+        """
+        import ctypes, signal
+        value = ctypes.c_int()
+        ctypes.CDLL(None).prctl(2, ctypes.byref(value), 0, 0, 0)  # PR_GET_PDEATHSIG
+        print(value.value == signal.SIGKILL)
+        """
+    )
+    lines, _ = await run(spec)
+    assert lines == ["True"]
+
+
+async def test_exit_is_seen_while_a_grandchild_still_holds_the_output():
+    spec = python(
+        """
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        print(child.pid, flush=True)
+        """
+    )
+    handle = await SubprocessSpawner().spawn(spec)
+    lines = handle.lines()
+    grandchild = int(await anext(lines))
+    try:
+        assert await asyncio.wait_for(handle.wait(), 20) == 0
+        assert not gone(grandchild)
+        assert handle.signal_group(0)  # the group lives on in the grandchild
+    finally:
+        handle.signal_group(signal.SIGKILL)
+        handle.close()
+    async with asyncio.timeout(10):
+        while not gone(grandchild):
+            await asyncio.sleep(0.02)
+    assert gone(grandchild)
+
+
+async def test_long_lines_are_cut_not_fatal():
+    spec = python(f"print('x' * {LINE_LIMIT * 3}); print('after')")
+    lines, code = await run(spec)
+    assert code == 0
+    assert "".join(lines[:-1]) == "x" * (LINE_LIMIT * 3)
+    assert lines[-1] == "after"
+
+
+async def test_missing_program_raises_oserror():
+    spec = LaunchSpec(
+        engine_id="none",
+        argv=("/nonexistent/engine-binary",),
+        env={},
+        health_url="http://127.0.0.1:9/health",
+        startup_timeout_s=1.0,
+    )
+    with pytest.raises(OSError):
+        await SubprocessSpawner().spawn(spec)
