@@ -52,7 +52,8 @@ class SimSettings(Base, kw_only=True):
     # Each extra running sequence slows decode by this fraction (batching is not free).
     batch_slowdown: NonNegative = 0.02
     kv_cache_tokens: Annotated[int, Meta(ge=1)] | None = None
-    time_scale: Positive = 1.0
+    # Multiplies every modelled delay; 0 = no delay at all (the gateway-overhead baseline).
+    time_scale: NonNegative = 1.0
     seed: int = 0
     # Faults, for tests and drills.
     error_rate: Probability = 0.0
@@ -61,6 +62,8 @@ class SimSettings(Base, kw_only=True):
     crash_after: Annotated[int, Meta(ge=1)] | None = None
     slow_start_s: NonNegative = 0.0
     malformed_rate: Probability = 0.0
+    # Expose the KV-cache gauge under vLLM's pre-0.9 name, vllm:gpu_cache_usage_perc.
+    legacy_metric_names: bool = False
 
 
 class EngineConfig(Base, kw_only=True):
