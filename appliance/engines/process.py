@@ -17,7 +17,9 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Protocol, cast
+
+import psutil
 
 from appliance.engines.base import LaunchSpec
 
@@ -118,8 +120,8 @@ class _OutputProtocol(asyncio.SubprocessProtocol):
         self.transport: asyncio.SubprocessTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self.transport = transport
+        # uvloop's transport has the methods but not the class: no isinstance check here.
+        self.transport = cast(asyncio.SubprocessTransport, transport)
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         self.reader.feed_data(data.encode() if isinstance(data, str) else data)
@@ -154,7 +156,7 @@ class SubprocessHandle:
             os.killpg(self._pid, sig)
         except (ProcessLookupError, PermissionError):
             return False
-        return True
+        return sig != 0 or _has_live_member(self._pid)
 
     async def lines(self) -> AsyncIterator[str]:
         reader = self._protocol.reader
@@ -201,6 +203,18 @@ class SubprocessSpawner:
             "started pid %d: %s", pid, " ".join(redact(spec.argv))
         )
         return SubprocessHandle(spec.engine_id, pid, protocol)
+
+
+def _has_live_member(pgid: int) -> bool:
+    """Whether a process of group `pgid` is alive, not merely a zombie its new parent has yet to
+    reap (a container's init may take a while; meanwhile the group only looks alive)."""
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, PermissionError):
+            continue
+    return False
 
 
 def redact(argv: tuple[str, ...]) -> list[str]:

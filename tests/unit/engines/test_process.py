@@ -1,4 +1,8 @@
-"""The real spawner with small Python children: environment, sessions, output, exit, death signal."""
+"""The real spawner with small Python children: environment, sessions, output, exit, death signal.
+
+Each async test runs twice, on asyncio's loop and on uvloop (the appliance's server runs on uvloop);
+see `pytest_asyncio_loop_factories` in conftest.py.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,239 @@
+"""The supervisor with real processes: the simulator engine, and a stand-in that misbehaves on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import openai
+import psutil
+import pytest
+
+from appliance.engines.base import LaunchSpec
+from appliance.engines.health import HttpHealthProbe
+from appliance.engines.process import ProcessHandle, SubprocessSpawner
+from appliance.engines.states import EngineState as S
+from appliance.engines.supervisor import RestartPolicy, Supervisor
+
+pytestmark = pytest.mark.integration
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+STAND_IN = SUPPORT / "stand_in_engine.py"
+PARENT = SUPPORT / "supervised_parent.py"
+POLICY = RestartPolicy(
+    backoff_initial_s=0.1,
+    backoff_max_s=0.5,
+    startsecs=30.0,
+    max_fast_failures=3,
+    health_interval_s=0.2,
+    unhealthy_after=3,
+    stop_grace_s=2.0,
+    start_poll_s=0.05,
+    probe_timeout_s=2.0,
+)
+
+
+class RecordingSpawner(SubprocessSpawner):
+    """The real spawner, noting every pid it started."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+
+    async def spawn(self, spec: LaunchSpec) -> ProcessHandle:
+        handle = await super().spawn(spec)
+        self.pids.append(handle.pid)
+        return handle
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stand_in(port: int, *flags: str, startup_timeout_s: float = 30.0) -> LaunchSpec:
+    return LaunchSpec(
+        engine_id="stand-in",
+        argv=(sys.executable, str(STAND_IN), "--port", str(port), *flags),
+        env={},
+        health_url=f"http://127.0.0.1:{port}/health",
+        startup_timeout_s=startup_timeout_s,
+    )
+
+
+def simulator(port: int, api_key: str) -> LaunchSpec:
+    argv = (sys.executable, "-m", "appliance.simulator", "--model", "sim-model")
+    argv += ("--host", "127.0.0.1", "--port", str(port), "--api-key", api_key)
+    argv += ("--served-model-name", "sim-model", "--time-scale", "0")
+    return LaunchSpec(
+        engine_id="sim",
+        argv=argv,
+        env={},
+        health_url=f"http://127.0.0.1:{port}/health",
+        startup_timeout_s=60.0,
+    )
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def supervise() -> AsyncIterator[Callable[..., Supervisor]]:
+    """Build supervisors that are stopped at the end, whatever the test did."""
+    made: list[Supervisor] = []
+
+    def make(*specs: LaunchSpec, spawner: SubprocessSpawner | None = None, **changes) -> Supervisor:
+        sup = Supervisor(
+            specs,
+            spawner=spawner or SubprocessSpawner(),
+            probe=HttpHealthProbe(),
+            policy=dataclasses.replace(POLICY, **changes),
+        )
+        made.append(sup)
+        return sup
+
+    yield make
+    for sup in made:
+        await asyncio.wait_for(sup.stop(), 30)
+
+
+async def test_killed_simulator_comes_back_with_a_new_pid(supervise):
+    port, key = free_port(), "integration-key"
+    sup = supervise(simulator(port, key))
+    await asyncio.wait_for(sup.start(), 60)
+    first = sup.status()["sim"]
+    assert first.state is S.RUNNING and first.healthy and first.pid is not None
+
+    os.kill(first.pid, signal.SIGKILL)
+    await until(lambda: sup.status()["sim"].state is S.RUNNING and sup.status()["sim"].restarts)
+
+    again = sup.status()["sim"]
+    assert again.restarts == 1 and again.pid != first.pid
+    assert again.last_exit_code == -signal.SIGKILL and again.last_error == "killed by SIGKILL"
+    assert gone(first.pid)
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
+    async with client:
+        models = await client.models.list()
+    assert [m.id for m in models.data] == ["sim-model"]
+
+
+async def test_a_killed_engines_orphaned_worker_is_ended_before_the_restart(supervise):
+    spawner = RecordingSpawner()
+    sup = supervise(stand_in(free_port(), "--grandchild"), spawner=spawner)
+    await asyncio.wait_for(sup.start(), 60)
+    engine = sup.status()["stand-in"].pid
+    assert engine is not None
+    worker = _worker_of(engine)
+
+    os.kill(engine, signal.SIGKILL)
+    await until(lambda: len(spawner.pids) == 2 and sup.status()["stand-in"].state is S.RUNNING)
+    assert gone(worker)
+    assert sup.status()["stand-in"].restarts == 1
+
+
+async def test_never_healthy_engine_ends_fatal_in_bounded_time(supervise):
+    spawner = RecordingSpawner()
+    port = free_port()
+    sup = supervise(
+        stand_in(port, "--mode", "never-healthy", startup_timeout_s=1.0),
+        spawner=spawner,
+        max_fast_failures=2,
+    )
+    began = time.monotonic()
+    await asyncio.wait_for(sup.start(), 30)
+    took = time.monotonic() - began
+
+    status = sup.status()["stand-in"]
+    assert status.state is S.FATAL and status.pid is None and not status.healthy
+    assert status.last_error == "did not become healthy within 1 s"
+    assert status.progress == f"listening on {port}"
+    assert status.restarts == 1 and len(spawner.pids) == 2
+    assert all(gone(pid) for pid in spawner.pids)
+    assert took >= 2.0  # two full deadlines: it really waited for the engine
+
+
+async def test_engine_that_exits_during_start_says_how(supervise):
+    sup = supervise(stand_in(free_port(), "--mode", "exit", "--exit-code", "3"))
+    await asyncio.wait_for(sup.start(), 30)
+    status = sup.status()["stand-in"]
+    assert status.state is S.FATAL
+    assert status.last_error == "exited with status 3 during start"
+    assert status.last_exit_code == 3
+    assert status.progress == "giving up"
+
+
+async def test_stop_ends_the_whole_group_even_when_it_ignores_sigterm(supervise):
+    sup = supervise(stand_in(free_port(), "--grandchild", "--ignore-term"), stop_grace_s=1.0)
+    await asyncio.wait_for(sup.start(), 60)
+    engine = sup.status()["stand-in"].pid
+    assert engine is not None
+    worker = _worker_of(engine)
+    assert not gone(worker)
+
+    began = time.monotonic()
+    await asyncio.wait_for(sup.stop(), 30)
+    took = time.monotonic() - began
+
+    assert gone(engine) and gone(worker)
+    assert sup.status()["stand-in"].state is S.STOPPED
+    assert sup.status()["stand-in"].last_exit_code == -signal.SIGKILL
+    assert took >= 1.0  # SIGTERM was ignored, so SIGKILL came after the grace
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_no_engine_outlives_a_killed_appliance(loop: str):
+    port = free_port()
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(PARENT),
+        loop,
+        str(port),
+        sys.executable,
+        str(STAND_IN),
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    engine = None
+    try:
+        assert parent.stdout is not None
+        line = await asyncio.wait_for(parent.stdout.readline(), 60)
+        assert line.startswith(b"running ")
+        engine = int(line.split()[1])
+        assert not gone(engine)
+
+        parent.kill()  # SIGKILL: the appliance gets no chance to stop anything
+        await parent.wait()
+        await until(lambda: gone(engine), timeout=10)
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+            await parent.wait()
+        if engine is not None and not gone(engine):
+            os.killpg(engine, signal.SIGKILL)
+
+
+def _worker_of(engine: int) -> int:
+    """The stand-in's grandchild: its one child process."""
+    children = psutil.Process(engine).children()
+    assert len(children) == 1
+    return children[0].pid
