@@ -1,62 +1,58 @@
-"""One client per engine: a pooled HTTP transport shared by the byte passthrough and `AsyncOpenAI`.
+"""One client per engine: a lean pool for the byte passthrough, `AsyncOpenAI` for agent calls.
 
 The passthrough forwards request bytes and streams response bytes untouched (no SDK objects per
-chunk); agents use the `AsyncOpenAI` client built lazily on the same connection pool.
+chunk) over `http1.Pool`; agents use the engine's `AsyncOpenAI` client, built lazily and reused,
+whose transport also serves the health and metrics GETs.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 
 from appliance.config.schema import LLMSettings
 from appliance.engines.base import Endpoint
+from appliance.gateway import http1
+from appliance.gateway.http1 import EngineConnectionError
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 # Errors that mean "the engine could not be reached or did not answer in time".
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx2.TransportError,)
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx2.TransportError, EngineConnectionError)
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-@dataclass(slots=True)
 class UpstreamResponse:
-    """An engine's answer, body not yet read."""
+    """An engine's answer to the passthrough, body not yet read."""
 
-    status: int
-    headers: httpx2.Headers
-    _response: httpx2.Response
+    __slots__ = ("_response", "status")
+
+    def __init__(self, response: http1.Response) -> None:
+        self._response = response
+        self.status = response.status
 
     @property
     def content_type(self) -> bytes:
-        return self.headers.get("content-type", "application/json").encode("latin-1")
+        return self._response.header(b"content-type") or b"application/json"
 
     def retry_after(self) -> float | None:
-        value = self.headers.get("retry-after")
+        value = self._response.header(b"retry-after")
         try:
             return float(value) if value is not None else None
         except ValueError:
             return None
 
     async def read(self) -> bytes:
-        try:
-            return await self._response.aread()
-        finally:
-            await self._response.aclose()
+        return await self._response.read()
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_raw():
-                yield chunk
-        finally:
-            await self._response.aclose()
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        return self._response.iter_bytes()
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        self._response.release()
 
 
 class EngineClient:
@@ -76,11 +72,16 @@ class EngineClient:
             ),
             trust_env=False,
         )
-        self._chat_url = f"{endpoint.base_url}/chat/completions"
         self._headers = {
             "authorization": f"Bearer {endpoint.api_key}",
             "content-type": "application/json",
         }
+        self._pool = http1.Pool(
+            endpoint.base_url,
+            max_connections=max_connections,
+            connect_timeout=min(5.0, llm.timeout),
+        )
+        self._chat_head = self._pool.prepare("/chat/completions", self._headers)
         self._openai: AsyncOpenAI | None = None
 
     @property
@@ -99,16 +100,14 @@ class EngineClient:
         return self._openai
 
     async def post_chat(self, body: bytes, *, timeout: float | None = None) -> UpstreamResponse:
-        """POST raw JSON bytes to the engine's chat completions; the body is streamed back."""
-        request = self._http.build_request(
-            "POST",
-            self._chat_url,
-            content=body,
-            headers=self._headers,
-            timeout=self._timeout if timeout is None else httpx2.Timeout(timeout),
+        """POST raw JSON bytes to the engine's chat completions; the body is streamed back.
+
+        `timeout` bounds the wait for each piece of the answer (LLM_TIMEOUT by default).
+        """
+        response = await self._pool.post(
+            self._chat_head, body, timeout=self._llm.timeout if timeout is None else timeout
         )
-        response = await self._http.send(request, stream=True)
-        return UpstreamResponse(response.status_code, response.headers, response)
+        return UpstreamResponse(response)
 
     async def get(self, path: str, *, timeout: float = 2.0) -> httpx2.Response:
         """GET a path under the engine's root (`/health`, `/metrics`) or `/v1` (`/v1/models`)."""
@@ -117,6 +116,7 @@ class EngineClient:
         )
 
     async def aclose(self) -> None:
+        await self._pool.aclose()
         await self._http.aclose()
 
 
