@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import build_request, percentile, run_load  # noqa: E402
+from loadgen import build_request, percentile, run_load
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
@@ -179,7 +179,7 @@ def main() -> int:
         mode = "stream" if stream else "plain"
         print(
             f"| {mode} | direct | {direct['p50_ms']:.3f} | {direct['p99_ms']:.3f} | "
-            f"{direct['rps']:.0f} | 1.00 | – | – | {direct['errors']:.0f} |"
+            f"{direct['rps']:.0f} | 1.00 | - | - | {direct['errors']:.0f} |"
         )
         ratio = gateway["rps"] / direct["rps"] if direct["rps"] else float("nan")
         added = gateway["p50_ms"] - direct["p50_ms"]
