@@ -21,7 +21,7 @@ from appliance.engines.base import LaunchSpec
 from appliance.engines.health import HealthProbe, HttpHealthProbe
 from appliance.engines.process import ProcessHandle, Spawner, SubprocessSpawner, describe_exit
 from appliance.engines.states import EngineState, EngineStatus
-from appliance.errors import NotFound
+from appliance.errors import EngineUnavailable, NotFound
 
 log = logging.getLogger("appliance.engines.supervisor")
 
@@ -78,6 +78,8 @@ class _Engine:
     spawning: asyncio.Future[ProcessHandle] | None = None
     life: asyncio.Task[None] | None = None
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    # Held by start() and restart() while they launch this engine.
+    control: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def status(self) -> EngineStatus:
         return EngineStatus(
@@ -141,8 +143,9 @@ class Supervisor:
         for eng in self._engines.values():
             if self._closed:  # stop() was called while starting
                 return
-            if eng.life is None or eng.life.done():
-                await self._launch(eng)
+            async with eng.control:
+                if eng.life is None or eng.life.done():
+                    await self._launch(eng)
 
     async def stop(self) -> None:
         """Stop every engine: SIGTERM to its group, SIGKILL after the grace. Never hangs.
@@ -162,11 +165,14 @@ class Supervisor:
         if eng is None:
             raise NotFound(f"no launched engine {engine_id!r}")
         if self._closed:
-            raise RuntimeError("the supervisor has been stopped")
-        await self._halt(eng)
-        await self._stop_engine(eng)
-        eng.fast_failures = 0
-        await self._launch(eng)
+            raise EngineUnavailable(
+                f"engine {engine_id!r} cannot restart: the appliance is stopping"
+            )
+        async with eng.control:  # one restart at a time, or two processes could share one engine
+            await self._halt(eng)
+            await self._stop_engine(eng)
+            eng.fast_failures = 0
+            await self._launch(eng)
         return eng.status()
 
     def status(self) -> dict[str, EngineStatus]:

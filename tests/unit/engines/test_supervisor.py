@@ -13,7 +13,7 @@ import pytest
 from appliance.engines.states import EngineState as S
 from appliance.engines.states import EngineStatus
 from appliance.engines.supervisor import RestartPolicy, Supervisor
-from appliance.errors import NotFound
+from appliance.errors import EngineUnavailable, NotFound
 
 FAST = RestartPolicy(
     backoff_initial_s=0.01,
@@ -323,10 +323,31 @@ async def test_restart_of_a_running_engine_replaces_its_process(spawner, probe, 
     await sup.stop()
 
 
+async def test_concurrent_restarts_leave_one_process(spawner, probe, make_spec):
+    a = make_spec("a")
+    probe.healthy.add(a.health_url)
+    sup = Supervisor([a], spawner=spawner, probe=probe, policy=FAST)
+    await sup.start()
+    await asyncio.wait_for(asyncio.gather(sup.restart("a"), sup.restart("a")), 10)
+    alive = [p for p in spawner.of("a") if not p.exit.done()]
+    assert len(alive) == 1 and sup.status()["a"].pid == alive[0].pid
+    assert sup.status()["a"].restarts == 2
+    await sup.stop()
+    assert all(p.exit.done() for p in spawner.processes)
+
+
 async def test_restart_of_an_unknown_engine_is_not_found(spawner, probe, make_spec):
     sup = Supervisor([make_spec("a")], spawner=spawner, probe=probe, policy=FAST)
     with pytest.raises(NotFound):
         await sup.restart("nope")
+
+
+async def test_restart_after_stop_is_refused(spawner, probe, make_spec):
+    sup = Supervisor([make_spec("a")], spawner=spawner, probe=probe, policy=FAST)
+    await sup.stop()
+    with pytest.raises(EngineUnavailable):
+        await sup.restart("a")
+    assert spawner.processes == []
 
 
 async def test_a_failing_callback_does_not_stop_the_supervisor(spawner, probe, make_spec):
