@@ -12,13 +12,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import msgspec
 import openai
 import psutil
 import pytest
 
+from appliance.config.load import load_config
 from appliance.engines.base import LaunchSpec
 from appliance.engines.health import HttpHealthProbe
 from appliance.engines.process import ProcessHandle, SubprocessSpawner
+from appliance.engines.registry import build_engines, new_internal_api_key
 from appliance.engines.states import EngineState as S
 from appliance.engines.supervisor import RestartPolicy, Supervisor
 
@@ -27,6 +30,7 @@ pytestmark = pytest.mark.integration
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 STAND_IN = SUPPORT / "stand_in_engine.py"
 PARENT = SUPPORT / "supervised_parent.py"
+MODELS_TOML = Path(__file__).resolve().parents[2] / "models.toml"
 POLICY = RestartPolicy(
     backoff_initial_s=0.1,
     backoff_max_s=0.5,
@@ -133,6 +137,40 @@ async def test_killed_simulator_comes_back_with_a_new_pid(supervise):
     async with client:
         models = await client.models.list()
     assert [m.id for m in models.data] == ["sim-model"]
+
+
+async def test_configured_sim_engines_start_in_order_behind_the_internal_key(supervise):
+    config = load_config(MODELS_TOML, profile="sim", env={})
+    engines = tuple(
+        msgspec.structs.replace(
+            e, port=free_port(), sim=msgspec.structs.replace(e.sim, time_scale=0.0)
+        )
+        for e in config.engines
+    )
+    config = msgspec.structs.replace(config, engines=engines)
+    key = new_internal_api_key()
+    endpoints, specs = build_engines(config, key)
+    sup = supervise(*specs)
+    seen: list[tuple[str, str]] = []
+    sup.on_change(lambda s: seen.append((s.engine_id, str(s.state))))
+
+    await asyncio.wait_for(sup.start(), 120)
+
+    assert sup.all_running()
+    order = [e.id for e in engines]
+    assert seen == [(engine, state) for engine in order for state in ("STARTING", "RUNNING")]
+    pids = [status.pid for status in sup.status().values()]
+    for endpoint in endpoints:
+        async with openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=key) as client:
+            models = await client.models.list()
+        assert [m.id for m in models.data] == list(endpoint.names)
+        async with openai.AsyncOpenAI(
+            base_url=endpoint.base_url, api_key="wrong", max_retries=0
+        ) as stranger:
+            with pytest.raises(openai.AuthenticationError):
+                await stranger.models.list()
+    await asyncio.wait_for(sup.stop(), 30)
+    assert all(pid is not None and gone(pid) for pid in pids)
 
 
 async def test_a_killed_engines_orphaned_worker_is_ended_before_the_restart(supervise):
