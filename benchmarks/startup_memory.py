@@ -1,0 +1,118 @@
+"""Start to ready, and idle memory, of `appliance serve` on the simulator profile.
+
+Runs the shipped configuration (three simulated engines) on free ports a few times and prints: the
+time from launching the process until `/health` answers 200 (every engine healthy), and the
+resident memory of the appliance process and of each engine once idle. Usage:
+
+    python benchmarks/startup_memory.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def config_with_free_ports(directory: Path) -> tuple[Path, int]:
+    text = (ROOT / "models.toml").read_text()
+    port = free_port()
+    text = text.replace("port = 8000", f"port = {port}", 1)
+    text = text.replace('data_dir = "var"', f'data_dir = "{directory / "var"}"', 1)
+    for engine_port in ("8101", "8102", "8103"):
+        text = re.sub(
+            rf"^port = {engine_port}$", f"port = {free_port()}", text, count=1, flags=re.M
+        )
+    path = directory / "models.toml"
+    path.write_text(text)
+    return path, port
+
+
+def healthy(port: int) -> bool:
+    try:
+        url = f"http://127.0.0.1:{port}/health"
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def one_run() -> tuple[float, float, list[float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        config, port = config_with_free_ports(Path(tmp))
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "appliance.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            while not healthy(port):
+                if proc.poll() is not None or time.perf_counter() - started > 60:
+                    raise RuntimeError("the appliance did not become ready")
+                time.sleep(0.01)
+            ready = time.perf_counter() - started
+            time.sleep(3)  # idle: background probes have run at least once
+            me = psutil.Process(proc.pid)
+            rss = me.memory_info().rss / 2**20
+            engines = [child.memory_info().rss / 2**20 for child in me.children(recursive=True)]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        return ready, rss, engines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    runs = [one_run() for _ in range(args.runs)]
+    ready = [r[0] for r in runs]
+    rss = [r[1] for r in runs]
+    engines = runs[-1][2]
+    print(f"appliance serve, sim profile ({len(engines)} engines), {args.runs} runs")
+    print()
+    print("| measure | median | min | max |")
+    print("| --- | ---: | ---: | ---: |")
+    print(
+        f"| start to ready (s) | {statistics.median(ready):.2f} | {min(ready):.2f} | {max(ready):.2f} |"
+    )
+    print(
+        f"| appliance RSS idle (MB) | {statistics.median(rss):.1f} | {min(rss):.1f} | {max(rss):.1f} |"
+    )
+    print(
+        f"| each engine RSS idle (MB) | {statistics.median(engines):.1f} | {min(engines):.1f} | "
+        f"{max(engines):.1f} |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
