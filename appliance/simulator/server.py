@@ -149,9 +149,6 @@ class Simulator:
             await route(scope, receive, send)
         except Aborted:
             return
-        except Exception:
-            log.exception("unexpected error while answering %s %s", scope["method"], scope["path"])
-            raise
 
     # Plain routes -------------------------------------------------------------------------
 
