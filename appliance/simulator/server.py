@@ -211,7 +211,8 @@ class Simulator:
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.faults.arrive():
             log.warning("crash-after reached at chat request %d: exiting", self.faults.arrivals)
-            logging.shutdown()
+            for handler in logging.getLogger().handlers:
+                handler.flush()
             sys.stderr.flush()
             self._exit(1)
             return
@@ -281,7 +282,7 @@ class Simulator:
                 f"messages resulted in {prompt} tokens."
             )
         max_tokens = (
-            request.max_tokens or request.max_completion_tokens or (latency.DEFAULT_MAX_TOKENS)
+            request.max_tokens or request.max_completion_tokens or latency.DEFAULT_MAX_TOKENS
         )
         limit = latency.completion_limit(max_tokens, prompt, max_len)
         reservation = latency.kv_reservation(prompt, limit, self.scheduler.kv_cache_tokens)
