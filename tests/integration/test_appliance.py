@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.support.appliance import Appliance, pid_alive, sim_config, wait_for
+from tests.support.running import Appliance, pid_alive, sim_config, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +199,7 @@ def test_appliance_check_passes_against_the_appliance(appliance: Appliance) -> N
 
 
 def test_appliance_check_fails_when_nothing_listens() -> None:
-    from tests.support.appliance import free_port
+    from tests.support.running import free_port
 
     result = subprocess.run(
         [
