@@ -52,6 +52,17 @@ class RestartPolicy:
     start_poll_s: float = 0.5
     probe_timeout_s: float = 5.0
 
+    def __post_init__(self) -> None:
+        for name in ("max_fast_failures", "unhealthy_after"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RestartPolicy.{name} must be at least 1")
+        for name in ("health_interval_s", "start_poll_s", "probe_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"RestartPolicy.{name} must be positive")
+        for name in ("backoff_initial_s", "backoff_max_s", "startsecs", "stop_grace_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RestartPolicy.{name} must not be negative")
+
     def backoff(self, failures: int) -> float:
         """Delay before the next start after `failures` fast failures in a row (at least 1)."""
         return min(self.backoff_initial_s * 2 ** max(failures - 1, 0), self.backoff_max_s)

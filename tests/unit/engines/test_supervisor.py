@@ -387,6 +387,14 @@ def test_duplicate_engine_ids_are_refused(make_spec):
         Supervisor([make_spec("a"), make_spec("a")])
 
 
+@pytest.mark.parametrize(
+    "changes", [{"max_fast_failures": 0}, {"health_interval_s": 0}, {"stop_grace_s": -1}]
+)
+def test_nonsense_policies_are_refused(changes):
+    with pytest.raises(ValueError, match="RestartPolicy"):
+        RestartPolicy(**changes)
+
+
 def test_backoff_doubles_up_to_the_maximum():
     pol = RestartPolicy(backoff_initial_s=1.0, backoff_max_s=30.0)
     assert [pol.backoff(n) for n in (0, 1, 2, 3, 5, 10)] == [1.0, 1.0, 2.0, 4.0, 16.0, 30.0]
