@@ -183,15 +183,43 @@ class AdmissionConfig(Base, kw_only=True):
     retry_after_s: Annotated[int, Meta(ge=1)] = 2
 
 
-class SafetyConfig(Base, kw_only=True):
+CrisisCategory = Literal["suicide", "self_harm", "harm_to_others", "abuse"]
+
+
+class CrisisResource(Base, frozen=True, kw_only=True):
+    """One place a person in crisis can turn to, as shown in crisis replies."""
+
+    name: str
+    # How to reach it, in words a person can act on: "Call or text 988".
+    contact: str
+    url: str | None = None
+    hours: str = "24/7"
+    # The crisis categories it serves; empty = every category.
+    categories: tuple[CrisisCategory, ...] = ()
+
+
+class SafetyConfig(Base, frozen=True, kw_only=True):
     """The crisis path and the guardrail policy."""
 
+    # Chooses the crisis resources shown (shipped for en-US, en-CA, en-GB, en-IE, en-AU, en-NZ).
     locale: str = "en-US"
+    # Per-locale resources that replace the shipped ones (or add a locale).
+    resources: dict[str, tuple[CrisisResource, ...]] = {}
     # What happens to a non-crisis message when the guardrail model cannot answer.
     guardrail_unavailable: Literal["fail_closed", "fail_open"] = "fail_closed"
+    # Also classify Kai's draft before releasing it.
     check_reply: bool = True
     max_message_chars: Annotated[int, Meta(ge=1)] = 8000
     max_history_turns: Annotated[int, Meta(ge=0)] = 50
+    # Messages or check-ins one analysis request may carry.
+    max_analysis_items: Annotated[int, Meta(ge=1)] = 200
+    # Recent turns the guardrail sees with the message it classifies.
+    guardrail_context_turns: Annotated[int, Meta(ge=0)] = 4
+    # Deadlines per agent call, retries and fallback models included; past them the next
+    # fallback step answers (for the guardrail: the policy above).
+    guardrail_timeout_s: Positive = 5.0
+    reply_timeout_s: Positive = 45.0
+    analysis_timeout_s: Positive = 60.0
     cache_ttl_s: Positive = 600.0
     cache_size: Annotated[int, Meta(ge=1)] = 1024
 

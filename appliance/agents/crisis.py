@@ -1,0 +1,282 @@
+"""A deterministic crisis detector: phrase lists over normalised text, no model involved.
+
+It runs on every incoming message before any model is called, so a person in crisis is answered
+with crisis resources even when every engine is down. It is deliberately conservative: a clear
+statement of intent, plan or abuse is a crisis; a negated one ("I would never hurt myself") or an
+ambiguous one is `caution`; everyday idioms ("this homework is killing me") match nothing, because
+every pattern names who would be harmed. English only; other languages need their own lists.
+
+The result carries categories and counts, never the text, so it is safe to log.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from appliance.config.schema import CrisisCategory
+
+Level = Literal["none", "caution", "crisis"]
+_LEVELS: tuple[Level, ...] = ("none", "caution", "crisis")
+
+
+@dataclass(frozen=True, slots=True)
+class CrisisSignal:
+    level: Level
+    categories: tuple[CrisisCategory, ...] = ()
+
+    @property
+    def is_crisis(self) -> bool:
+        return self.level == "crisis"
+
+    def merge(self, other: CrisisSignal) -> CrisisSignal:
+        level = max(self.level, other.level, key=_LEVELS.index)
+        categories = tuple(dict.fromkeys((*self.categories, *other.categories)))
+        return CrisisSignal(level, categories if level != "none" else ())
+
+
+NO_SIGNAL = CrisisSignal("none")
+
+# Normalisation -----------------------------------------------------------------------------------
+
+_CONTRACTIONS = {
+    "can't": "can not",
+    "cannot": "can not",
+    "won't": "will not",
+    "don't": "do not",
+    "doesn't": "does not",
+    "didn't": "did not",
+    "wouldn't": "would not",
+    "shouldn't": "should not",
+    "couldn't": "could not",
+    "isn't": "is not",
+    "aren't": "are not",
+    "wasn't": "was not",
+    "ain't": "am not",
+    "i'm": "i am",
+    "im": "i am",
+    "i've": "i have",
+    "ive": "i have",
+    "i'll": "i will",
+    "i'd": "i would",
+    "it's": "it is",
+    "he's": "he is",
+    "she's": "she is",
+    "they're": "they are",
+    "wanna": "want to",
+    "gonna": "going to",
+    "gotta": "got to",
+    "dont": "do not",
+    "cant": "can not",
+    "wont": "will not",
+    "didnt": "did not",
+    "wouldnt": "would not",
+    "u": "you",
+    "ppl": "people",
+    "kms": "kill myself",
+    "kys": "kill yourself",
+}
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'"})
+_CLAUSE_BREAK = re.compile(r"[.!?;:\n]+|,|\bbut\b|\bhowever\b|\bthough\b")
+_WORD = re.compile(r"[a-z0-9@$']+")
+_REPEATS = re.compile(r"(.)\1{2,}")
+
+
+def normalise(text: str, *, repeats: int = 2) -> list[str]:
+    """Clauses of lower-case words: accents, curly quotes, contractions, leetspeak, stretched letters
+    ("soooo", to `repeats` letters) undone; punctuation splits clauses so a negation does not reach
+    across them."""
+    text = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = text.replace("self-harm", "self harm").replace("self-harming", "self harming")
+    text = text.replace("un-alive", "unalive")
+    clauses = []
+    for part in _CLAUSE_BREAK.split(text):
+        words = [_word(w, repeats) for w in _WORD.findall(part)]
+        clause = " ".join(w for w in words if w)
+        if clause:
+            clauses.append(clause)
+    return clauses
+
+
+def _word(word: str, repeats: int) -> str:
+    word = _REPEATS.sub(r"\1" * repeats, word.strip("'"))
+    if any(c.isalpha() for c in word) and any(not c.isalpha() and c != "'" for c in word):
+        word = word.translate(_LEET)
+    return _CONTRACTIONS.get(word, word)
+
+
+# Phrase lists ------------------------------------------------------------------------------------
+
+_SELF = r"(?:myself|my self|my own life|my life)"
+_OTHER = (
+    r"(?:him|her|them|you|someone|somebody|anyone|people|everyone|everybody|"
+    r"my (?:\w+ )?(?:dad|father|mom|mum|mother|stepdad|stepmom|brother|sister|boss|teacher|"
+    r"husband|wife|partner|boyfriend|girlfriend|ex|neighbou?r|classmates?|coworkers?|family|kids?|"
+    r"son|daughter|baby))"
+)
+_ABUSER = (
+    r"(?:he|she|they|my (?:\w+ )?(?:dad|father|mom|mum|mother|stepdad|stepfather|stepmom|"
+    r"stepmother|partner|boyfriend|girlfriend|husband|wife|ex|uncle|aunt|brother|sister|cousin|"
+    r"grandpa|grandfather|teacher|coach|boss|carer|caregiver|priest)|someone|a man|a woman)"
+)
+_INTENT = (
+    r"(?:want to|going to|will|plan to|planning to|about to|need to|have to|decided to|"
+    r"ready to|trying to|tried to|try to)"
+)
+
+_CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
+    "suicide": (
+        rf"\b(?:kill|killing|killed|end|ending|ended|take|taking) {_SELF}\b",
+        r"\bend it all\b",
+        rf"\b{_INTENT} end (?:it|everything|things)\b(?! (?:with|between|here|there|for|now|early|today|on))",
+        r"\b(?:commit|committing|attempt|attempted|attempting) suicide\b",
+        r"\bsuicidal\b",
+        r"\bsuicide (?:plan|note|attempt|thoughts?)\b",
+        r"\bthinking (?:about|of) suicide\b",
+        r"\bunalive (?:myself|me)\b",
+        r"\b(?:want|wanted|wanting|ready) to die\b",
+        r"\bwish (?:i|that i) (?:was|were|had been) (?:dead|never born)\b",
+        r"\bwish i could (?:die|disappear forever)\b",
+        r"\b(?:hope|wish|want) (?:i|to) (?:do not|never|not) wake up\b",
+        r"\b(?:sleep|go to sleep) and (?:never|not) wake up\b",
+        r"\b(?:better off|be better) (?:dead|without me)\b",
+        r"\bno (?:reason|point) (?:to|in) (?:live|living|being alive|going on|go on)\b",
+        r"\bdo not want to (?:live|be alive|be here anymore|exist|wake up)\b",
+        r"\bnever want to wake up\b",
+        r"\b(?:not sure|do not know if|do not know whether) i want to (?:live|be alive|go on|be here)\b",
+        r"\b(?:nobody|no one|noone) would (?:miss|notice|care if) (?:me|i)\b",
+        r"\b(?:hang|hanging|shoot|drown|poison|overdose|od) (?:myself|on (?:my|pills))\b",
+        r"\b(?:jump|jumping) (?:off|from|in front of) (?:a|the|my) (?:bridge|roof|building|train|"
+        r"cliff|balcony)\b",
+        r"\btake (?:all|a lot of|too many) (?:my |the |of my )?(?:pills|tablets|meds)\b",
+        r"\b(?:saying|said|say) (?:my )?(?:final )?goodbyes? (?:for good|forever)\b",
+        r"\bkill (?:himself|herself|themselves|themself)\b",
+    ),
+    "self_harm": (
+        r"\b(?:hurt|hurting|harm|harming|cut|cutting|burn|burning|injure|injuring|starve|"
+        r"starving) myself\b",
+        r"\bself harm(?:ing|ed)?\b",
+        r"\b(?:cutting|burning myself) again\b",
+        r"\bstarted cutting\b",
+    ),
+    "harm_to_others": (
+        rf"\b{_INTENT} (?:kill|hurt|shoot|stab|murder|attack|strangle|poison) {_OTHER}\b",
+        r"\bshoot up (?:the|my|a) (?:school|office|class|church|mall|work)\b",
+        r"\b(?:bring|bringing|brought) a (?:gun|knife|weapon) to (?:school|work|class)\b",
+        rf"\b(?:have|got|bought) a (?:gun|knife|weapon) (?:for|to use on) {_OTHER}\b",
+    ),
+    "abuse": (
+        rf"\b{_ABUSER} (?:hits|hit|beats|beat|kicks|kicked|chokes|choked|strangles|strangled|"
+        r"punches|punched|slaps|slapped|raped|rapes|molested|molests|abuses|abused|burns|burned|"
+        r"touches|touched) me\b",
+        rf"\b{_ABUSER} (?:threatened|threatens|says he will|says she will) to (?:kill|hurt) me\b",
+        r"\bi (?:was|am|have been|got|get) (?:being )?(?:raped|molested|abused|sexually assaulted|"
+        r"assaulted|beaten|trafficked)\b",
+        r"\b(?:being|been) (?:abused|molested|beaten|raped)\b",
+        r"\b(?:sexual|physical|domestic) (?:abuse|violence|assault) (?:at home|by|from)\b",
+        r"\b(?:afraid|scared|terrified) (?:to go|of going) home\b",
+        r"\bnot safe at home\b",
+        rf"\b(?:afraid|scared|terrified) (?:that )?{_ABUSER} (?:will|is going to|might) "
+        r"(?:kill|hurt) me\b",
+        r"\b(?:will not|does not) let me (?:leave|go out|see anyone|eat)\b",
+    ),
+}
+
+_CAUTION: dict[CrisisCategory, tuple[str, ...]] = {
+    "suicide": (
+        r"\bsuicide\b",
+        r"\b(?:feel|feeling|feels|am|so) (?:so |completely |totally )?(?:hopeless|worthless)\b",
+        r"\bcan not (?:go on|take (?:it|this|much more) anymore|do this anymore|keep going)\b",
+        r"\bno way out\b",
+        r"\bwant to disappear\b",
+        r"\bgive up on (?:everything|life)\b",
+        r"\btired of (?:living|being alive|life)\b",
+        r"\bgoing to die\b",
+    ),
+    "self_harm": (r"\bpunish(?:ing)? myself\b",),
+    "harm_to_others": (
+        rf"\b(?:could|would|might) (?:kill|hurt|strangle) {_OTHER}\b",
+        rf"\b(?:kill|hurt|shoot|stab) {_OTHER}\b",
+    ),
+    "abuse": (
+        rf"\b{_ABUSER} (?:hurts|hurt|yells at|screams at|scares|controls) me\b",
+        r"\b(?:abuse|abusive|abuser)\b",
+    ),
+}
+
+# Words that follow a crisis phrase and make it an accident or a figure of speech: at most caution.
+_SOFTENER = re.compile(
+    r" (?:shaving|cooking|by accident|accidentally|on (?:a|the|my)|while|at (?:the )?(?:gym|work)|"
+    r"playing|trying to|to (?:finish|get|make|meet|pass)|with (?:work|homework|this|that|"
+    r"(?:his|her|their) (?:words|kindness|story))|over (?:this|that|work|nothing)|studying|working|"
+    r"laughing|of (?:embarrassment|laughter|shame|boredom)|deeply|emotionally|so much)\b"
+)
+# Words that, shortly before a crisis phrase in the same clause, turn it into a denial.
+_NEGATION = re.compile(r"\b(?:not|never|no|nor|without)\b")
+# ...unless part of a phrase that makes it worse, not better.
+_NOT_NEGATION = re.compile(r"\b(?:not stop|never stop|no longer|not help|no one|no reason)\b")
+_NEGATION_WINDOW = 4  # words before the phrase
+
+_CRISIS_RE = {cat: tuple(re.compile(p) for p in pats) for cat, pats in _CRISIS.items()}
+_CAUTION_RE = {cat: tuple(re.compile(p) for p in pats) for cat, pats in _CAUTION.items()}
+
+
+def detect(text: str) -> CrisisSignal:
+    """Classify one message: `crisis`, `caution` or `none`, with the categories that matched."""
+    signal = NO_SIGNAL
+    clauses = normalise(text)
+    if _REPEATS.search(text.lower()):  # "killll" and "dieeee": try stretched letters as one too
+        clauses += normalise(text, repeats=1)
+    for clause in clauses:
+        signal = signal.merge(_clause_signal(clause))
+    return signal
+
+
+def detect_all(texts: list[str]) -> CrisisSignal:
+    signal = NO_SIGNAL
+    for text in texts:
+        signal = signal.merge(detect(text))
+    return signal
+
+
+def _clause_signal(clause: str) -> CrisisSignal:
+    crisis: list[CrisisCategory] = []
+    caution: list[CrisisCategory] = []
+    for category, patterns in _CRISIS_RE.items():
+        level = max((_level(clause, p) for p in patterns), key=_LEVELS.index)
+        if level == "crisis":
+            crisis.append(category)
+        elif level == "caution":
+            caution.append(category)
+    for category, patterns in _CAUTION_RE.items():
+        if any(p.search(clause) for p in patterns):
+            caution.append(category)
+    if crisis:
+        return CrisisSignal("crisis", tuple(dict.fromkeys(crisis)))
+    if caution:
+        return CrisisSignal("caution", tuple(dict.fromkeys(caution)))
+    return NO_SIGNAL
+
+
+def _level(clause: str, pattern: re.Pattern[str]) -> Level:
+    """`crisis` if any match stands plainly, `caution` if every match is denied or softened."""
+    level: Level = "none"
+    for match in pattern.finditer(clause):
+        if _negated(clause, match.start()) or _SOFTENER.match(clause, match.end()):
+            level = "caution"
+        else:
+            return "crisis"
+    return level
+
+
+def _negated(clause: str, start: int) -> bool:
+    window = " ".join(clause[:start].split()[-_NEGATION_WINDOW:])
+    if not window:
+        return False
+    return _NEGATION.search(_NOT_NEGATION.sub(" ", window)) is not None
