@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from types import FrameType
 
 import uvicorn
 
 from appliance.api.app import create_app
+from appliance.api.auth import api_keys
 from appliance.config.schema import Config
 from appliance.errors import ConfigError
 from appliance.notify import Notifier
@@ -16,12 +16,6 @@ from appliance.services import Services
 
 log = logging.getLogger("appliance.server")
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def api_keys(config: Config) -> tuple[str, ...]:
-    from_env = os.environ.get(config.security.api_keys_env, "")
-    keys = [k.strip() for k in from_env.split(",") if k.strip()]
-    return (*config.security.api_keys, *keys)
 
 
 def check_exposure(config: Config, host: str) -> None:

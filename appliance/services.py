@@ -18,6 +18,7 @@ from appliance.config.schema import Config
 from appliance.engines.base import Endpoint, LaunchSpec
 from appliance.gateway.gateway import Gateway
 from appliance.gateway.liveness import LivenessProber
+from appliance.monitor.load import LoadMonitor
 from appliance.notify import Notifier
 
 log = logging.getLogger("appliance.services")
@@ -50,6 +51,9 @@ class Services:
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        # Monitors, admission and the request recorder, installed on the gateway.
+        self.load = LoadMonitor(config, self.gateway)
+        self.load.install(self)
 
     @classmethod
     def from_config(cls, config: Config, *, notifier: Notifier | None = None) -> Services:
@@ -62,7 +66,12 @@ class Services:
 
             plan = check_plan(config)
         endpoints, specs = build_engines(config, new_internal_api_key(), plan)
-        return cls(config, endpoints, supervisor=_supervisor(specs), notifier=notifier)
+        return cls(
+            config,
+            endpoints,
+            supervisor=_supervisor(specs, config.server.shutdown_grace_s),
+            notifier=notifier,
+        )
 
     async def start(self) -> None:
         self.liveness.start()
@@ -94,7 +103,7 @@ class Services:
 
     def _engine_changed(self, status: Any) -> None:
         self.notifier.status(f"engine {status.engine_id}: {status.state}")
-        if str(status.state) == "RUNNING":
+        if str(status.state) == "RUNNING" and status.healthy:
             breaker = self.gateway.breakers.get(status.engine_id)
             if breaker is not None:
                 breaker.reset()
@@ -115,7 +124,7 @@ class Services:
         await self.gateway.aclose()
 
 
-def _supervisor(specs: list[LaunchSpec]) -> Any | None:
+def _supervisor(specs: list[LaunchSpec], grace_s: float) -> Any | None:
     if not specs:
         return None
     from appliance.engines.health import HttpHealthProbe
@@ -123,5 +132,8 @@ def _supervisor(specs: list[LaunchSpec]) -> Any | None:
     from appliance.engines.supervisor import RestartPolicy, Supervisor
 
     return Supervisor(
-        specs, spawner=SubprocessSpawner(), probe=HttpHealthProbe(), policy=RestartPolicy()
+        specs,
+        spawner=SubprocessSpawner(),
+        probe=HttpHealthProbe(),
+        policy=RestartPolicy(stop_grace_s=grace_s),
     )

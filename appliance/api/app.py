@@ -10,9 +10,12 @@ from litestar.config.app import AppConfig
 from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__
+from appliance.api.admin import AdminController
+from appliance.api.auth import auth_middleware
 from appliance.api.chat import chat_completions
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.health import HealthController
+from appliance.api.metrics import metrics
 from appliance.api.models import list_models
 from appliance.config.schema import Config
 from appliance.services import Services
@@ -40,8 +43,9 @@ def create_app(
             await built.stop()
 
     app_config = AppConfig(
-        route_handlers=[chat_completions, list_models, HealthController],
+        route_handlers=[chat_completions, list_models, HealthController, AdminController, metrics],
         lifespan=[lifespan],
+        middleware=[auth_middleware(config)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(
             title="Kai LLM appliance",

@@ -178,9 +178,19 @@ class AdmissionConfig(Base, kw_only=True):
     shed_at: Fraction = 0.95
     # Metrics older than this count as unknown.
     metrics_max_age_s: Positive = 10.0
-    # What unknown metrics mean: "admit" trusts the appliance's own counters alone.
+    # What unknown metrics mean: "admit" trusts the appliance's own counters alone;
+    # "conservative" also assumes the engine half busy with work it cannot see.
     unknown_metrics: Literal["admit", "conservative"] = "conservative"
     retry_after_s: Annotated[int, Meta(ge=1)] = 2
+    # Share of the slots of the guardrail's engines that only the guardrail may use.
+    guardrail_reserve: Probability = 0.25
+    # Monitors: engine /metrics scrapes, the score refresh, GPU and host readings.
+    scrape_interval_s: Positive = 1.0
+    refresh_interval_s: Positive = 0.25
+    gpu_interval_s: Positive = 5.0
+    # Latency windows (P50/P95/P99 per agent and model) and the samples the latency term needs.
+    latency_window_s: Positive = 60.0
+    latency_min_samples: Annotated[int, Meta(ge=1)] = 20
 
 
 CrisisCategory = Literal["suicide", "self_harm", "harm_to_others", "abuse"]

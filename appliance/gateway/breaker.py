@@ -81,6 +81,11 @@ class CircuitBreaker:
             self.times_opened += 1
             self._set(BreakerState.OPEN)
 
+    def abandon(self) -> None:
+        """A request let through ended with no verdict on the engine (shed, cancelled, refused):
+        a half-open breaker lets the next trial through instead of waiting for this one."""
+        self._trial_in_flight = False
+
     def reset(self) -> None:
         self.failures = 0
         self.opened_at = None

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx2
@@ -25,6 +26,7 @@ from appliance.gateway.retry import RetryableStatus, is_retryable_status, with_r
 
 log = logging.getLogger("appliance.gateway")
 T = TypeVar("T")
+_RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (RetryableStatus, *TRANSPORT_ERRORS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,11 +191,15 @@ class Gateway:
                 skipped.append(f"{model}: circuit breaker open")
                 retry_after.append(breaker.retry_after())
                 continue
-            permit = await self.admission.acquire(engine, priority)
+            try:
+                permit = await self.admission.acquire(engine, priority)
+            except BaseException:  # shed or cancelled: a half-open trial did not happen
+                breaker.abandon()
+                raise
             started = time.perf_counter()
             try:
-                result = await self._with_retries(lambda c=client, m=model: send(c, m))
-            except (RetryableStatus, *TRANSPORT_ERRORS) as exc:
+                result = await self._with_retries(partial(send, client, model))
+            except _RETRYABLE_ERRORS as exc:
                 permit.release()
                 breaker.record_failure()
                 self.recorder.engine_failure(engine, type(exc).__name__)
@@ -203,6 +209,7 @@ class Gateway:
                 continue
             except BaseException:
                 permit.release()
+                breaker.abandon()
                 raise
             breaker.record_success()
             if skipped:
@@ -218,10 +225,11 @@ class Gateway:
     async def _with_retries(self, once: Callable[[], Awaitable[T]]) -> T:
         try:
             return await once()  # the hot path: no retry machinery unless the first try fails
-        except (RetryableStatus, *TRANSPORT_ERRORS):
+        except _RETRYABLE_ERRORS as exc:
             if self.config.llm.max_retries == 0:
                 raise
-        return await with_retries(once, self.config.llm, attempts=self.config.llm.max_retries)
+            first = exc
+        return await with_retries(once, self.config.llm, first_error=first)
 
     def breaker_summary(self) -> tuple[str, int]:
         """The guide's single `circuit_breaker_state` and failure count across engines."""

@@ -45,22 +45,34 @@ async def with_retries(
     call: Callable[[], Awaitable[T]],
     llm: LLMSettings,
     *,
-    attempts: int | None = None,
+    retries: int | None = None,
+    first_error: BaseException | None = None,
     deadline_s: float | None = None,
 ) -> T:
-    """Run `call`, retrying what is retryable with the guide's backoff; the last error propagates."""
-    total = (llm.max_retries + 1) if attempts is None else attempts
-    if total <= 1:
+    """Run `call`, retrying what is retryable with the guide's backoff; the last error propagates.
+
+    At most `retries` (default LLM_MAX_RETRIES) retries after the first attempt, waiting
+    LLM_RETRY_DELAY x 1, 2, 4, ... between attempts, or the engine's Retry-After instead. With
+    `first_error` the caller has already made the first attempt (the gateway's fast path tries once
+    without this machinery) and that is how it failed: the first wait follows from it.
+    """
+    retries = llm.max_retries if retries is None else retries
+    pending = [first_error] if first_error is not None else []
+    if retries <= 0:
+        if pending:
+            raise pending[0]
         return await call()
     async for attempt in stamina.retry_context(
         on=_backoff_hook,
-        attempts=total,
+        attempts=retries + 1,
         timeout=deadline_s,
         wait_initial=llm.retry_delay,
         wait_exp_base=2.0,
-        wait_max=max(llm.retry_delay * 2 ** max(total - 2, 0), llm.retry_delay),
+        wait_max=llm.retry_delay * 2 ** (retries - 1),
         wait_jitter=0.0,
     ):
         with attempt:
+            if pending:
+                raise pending.pop()
             return await call()
     raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover

@@ -1,0 +1,337 @@
+"""Admission control per engine: a concurrency budget, a priority queue with deadlines, shedding.
+
+Each engine has a gate with `capacity` slots (`[admission].max_concurrency`, by default the engine's
+`max_num_seqs`, so the engine itself never queues the appliance's work).
+
+Classes (`Priority`): on engines that serve the guardrail, `guardrail_reserve` of the slots are the
+guardrail's alone, so a safety check never waits behind Kai's long generations; every other class
+may fill the rest. Waiting requests are served most important first, then first come.
+
+Outcomes, for a request of class c on engine e (score: `appliance.monitor.saturation`):
+
+1. reroute: `assess` sends the request to the next model of its chain when e's breaker is open or
+   its score for c reaches `reroute_at`, if the chain has a next model;
+2. admit: a free slot for c and nobody of c's class or higher waiting: no wait at all;
+3. shed, 503 `Overloaded` with Retry-After: analysis and benchmark requests at once when the score
+   reaches `shed_at` (lower classes are shed first); any class when the queue is full and nobody
+   less important waits (else the least important, newest waiter is shed to make room); and any
+   request still waiting at its deadline;
+4. otherwise wait in the queue, at most min(`queue_timeout_s`, the class's P95 objective): past
+   its objective a request is lost anyway, and the slot is better spent on a newer one.
+
+Everything here runs on the event loop: no locks, and the path without waiting never suspends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.config.schema import AdmissionConfig, Config, EngineConfig
+from appliance.errors import Overloaded
+from appliance.gateway.breaker import BreakerState, CircuitBreaker
+from appliance.gateway.hooks import ADMIT, Decision
+from appliance.gateway.priority import Priority
+from appliance.monitor import saturation
+from appliance.monitor.saturation import UNKNOWN, Signal
+
+CLASSES: tuple[Priority, ...] = tuple(Priority)
+REROUTE_SATURATED = Decision(reroute=True, reason="engine saturated")
+REROUTE_BREAKER = Decision(reroute=True, reason="circuit breaker open")
+# The agents whose objective bounds each class's wait (the most patient one for analysis).
+_CLASS_AGENTS: dict[Priority, tuple[str, ...]] = {
+    Priority.GUARDRAIL: ("guardrail",),
+    Priority.INTERACTIVE: ("kai",),
+    Priority.ANALYSIS: ("genetic", "wellness"),
+    Priority.BENCHMARK: (),
+}
+
+
+class Permit:
+    """One slot of one engine for one class; `release()` exactly once."""
+
+    __slots__ = ("_gate", "_priority")
+
+    def __init__(self, gate: EngineGate, priority: int) -> None:
+        self._gate = gate
+        self._priority = priority
+
+    def release(self) -> None:
+        self._gate.release(self._priority)
+
+
+class _Waiter:
+    __slots__ = ("future", "gone", "granted", "priority")
+
+    def __init__(self, priority: int, future: asyncio.Future[None]) -> None:
+        self.priority = priority
+        self.future = future
+        self.granted = False
+        self.gone = False  # left the queue: granted, evicted, timed out or cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    capacity: int
+    reserve: int
+    queue_size: int
+    deadlines_s: tuple[float, ...]  # per class
+    shed_at: float
+    retry_after_s: float
+    conservative: bool
+
+
+class EngineGate:
+    """The slots, queue and counters of one engine."""
+
+    def __init__(self, engine_id: str, settings: GateSettings) -> None:
+        self.engine_id = engine_id
+        self.settings = settings
+        self.capacity = settings.capacity
+        # Slots each class may hold: the guardrail all of them, the others all but the reserve.
+        self.ceilings = tuple(
+            settings.capacity if p is Priority.GUARDRAIL else settings.capacity - settings.reserve
+            for p in CLASSES
+        )
+        self._permits = tuple(Permit(self, p) for p in CLASSES)
+        self.in_flight = 0
+        self.waiting = 0
+        self.waiting_by_class = [0] * len(CLASSES)
+        self._queue: list[tuple[int, int, _Waiter]] = []
+        self._seq = itertools.count()
+        self.signal: Signal = UNKNOWN
+        self._floor = 0.0
+        self._known = False
+        self.admitted = [0] * len(CLASSES)
+        self.queued = [0] * len(CLASSES)
+        self.rerouted: dict[tuple[int, str], int] = {}
+        self.shed: dict[tuple[int, str], int] = {}
+
+    # -- the score ---------------------------------------------------------------------------------
+
+    def update(self, signal: Signal) -> None:
+        """The monitor's latest view of the engine (from the background refresh)."""
+        self.signal = signal
+        self._floor = signal.floor
+        self._known = signal.known
+
+    def score(self, priority: int) -> float:
+        queued = self.waiting > 0 and self._waiting_at_or_above(priority)
+        return saturation.combine(
+            self._floor,
+            self.in_flight / self.ceilings[priority] if self.ceilings[priority] else math.inf,
+            known=self._known,
+            conservative=self.settings.conservative,
+            queued=queued,
+        )
+
+    def _waiting_at_or_above(self, priority: int) -> bool:
+        by_class = self.waiting_by_class
+        return any(by_class[p] for p in range(priority + 1))
+
+    # -- slots -----------------------------------------------------------------------------------
+
+    async def acquire(self, priority: int) -> Permit:
+        if self.in_flight < self.ceilings[priority] and not (
+            self.waiting and self._waiting_at_or_above(priority)
+        ):
+            self.in_flight += 1
+            self.admitted[priority] += 1
+            return self._permits[priority]
+        if priority >= Priority.ANALYSIS and self.score(priority) >= self.settings.shed_at:
+            raise self._shed(priority, "saturated")
+        if self.waiting >= self.settings.queue_size:
+            self._make_room(priority)
+        return await self._wait(priority)
+
+    def release(self, priority: int) -> None:
+        self.in_flight -= 1
+        if self.waiting:
+            self._wake()
+
+    async def _wait(self, priority: int) -> Permit:
+        waiter = _Waiter(priority, asyncio.get_running_loop().create_future())
+        if len(self._queue) > 2 * self.waiting + 32:  # drop entries that left from deep inside
+            self._queue = [entry for entry in self._queue if not entry[2].gone]
+            heapq.heapify(self._queue)
+        heapq.heappush(self._queue, (priority, next(self._seq), waiter))
+        self.waiting += 1
+        self.waiting_by_class[priority] += 1
+        self.queued[priority] += 1
+        try:
+            async with asyncio.timeout(self.settings.deadlines_s[priority]):
+                await waiter.future
+        except TimeoutError:
+            if waiter.granted:  # the slot came just as the deadline passed: keep it
+                self.admitted[priority] += 1
+                return self._permits[priority]
+            if not waiter.gone:
+                self._leave(waiter)
+            raise self._shed(priority, "deadline") from None
+        except asyncio.CancelledError:
+            if waiter.granted:
+                self.release(priority)
+            elif not waiter.gone:
+                self._leave(waiter)
+            raise
+        self.admitted[priority] += 1
+        return self._permits[priority]
+
+    def _wake(self) -> None:
+        queue = self._queue
+        while queue:
+            priority, _, waiter = queue[0]
+            if waiter.gone:
+                heapq.heappop(queue)
+                continue
+            if self.in_flight >= self.ceilings[priority]:
+                return  # the most important waiter cannot go; nobody behind it can either
+            heapq.heappop(queue)
+            self._leave(waiter)
+            waiter.granted = True
+            self.in_flight += 1
+            waiter.future.set_result(None)
+
+    def _leave(self, waiter: _Waiter) -> None:
+        waiter.gone = True
+        self.waiting -= 1
+        self.waiting_by_class[waiter.priority] -= 1
+
+    def _make_room(self, priority: int) -> None:
+        """The queue is full: shed the least important, newest waiter if it ranks below us."""
+        candidates = [entry for entry in self._queue if not entry[2].gone]
+        if not candidates:
+            raise self._shed(priority, "queue full")
+        worst_priority, _, worst = max(candidates, key=lambda entry: (entry[0], entry[1]))
+        if worst_priority <= priority:
+            raise self._shed(priority, "queue full")
+        self._leave(worst)
+        worst.future.set_exception(self._shed(worst_priority, "displaced"))
+
+    def _shed(self, priority: int, reason: str) -> Overloaded:
+        key = (priority, reason)
+        self.shed[key] = self.shed.get(key, 0) + 1
+        return Overloaded(
+            f"The appliance is at capacity for {Priority(priority).name.lower()} requests "
+            f"({reason}); retry after {math.ceil(self.settings.retry_after_s)} s.",
+            retry_after=self.settings.retry_after_s,
+        )
+
+    def count_reroute(self, priority: int, reason: str) -> None:
+        key = (priority, reason)
+        self.rerouted[key] = self.rerouted.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "capacity": self.capacity,
+            "guardrail_reserve": self.settings.reserve,
+            "in_flight": self.in_flight,
+            "waiting": {Priority(p).name.lower(): n for p, n in enumerate(self.waiting_by_class)},
+            "metrics_known": self._known,
+            "score": {Priority(p).name.lower(): round(self.score(p), 3) for p in CLASSES},
+            "signal": {
+                "engine": round(self.signal.engine, 3),
+                "kv_cache": round(self.signal.kv, 3),
+                "latency": round(self.signal.latency, 3),
+            },
+            "admitted": {Priority(p).name.lower(): n for p, n in enumerate(self.admitted)},
+            "rerouted": _by_class(self.rerouted),
+            "shed": _by_class(self.shed),
+        }
+
+
+def _by_class(counts: dict[tuple[int, str], int]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for (priority, reason), n in sorted(counts.items()):
+        out.setdefault(Priority(priority).name.lower(), {})[reason] = n
+    return out
+
+
+class AdmissionController:
+    """The gateway's `Admission`: one gate per engine, and the breakers for rerouting."""
+
+    def __init__(
+        self, config: Config, breakers: Mapping[str, CircuitBreaker], engine_ids: list[str]
+    ) -> None:
+        self.settings = config.admission
+        self._breakers = breakers
+        engines = {engine.id: engine for engine in config.engines}
+        guarded = guardrail_engines(config)
+        self.gates: dict[str, EngineGate] = {
+            engine_id: EngineGate(
+                engine_id,
+                gate_settings(config, engines[engine_id], guarded=engine_id in guarded),
+            )
+            for engine_id in engine_ids
+        }
+        self._reroute_at = config.admission.reroute_at
+
+    def assess(self, engine_id: str, priority: Priority, *, has_fallback: bool) -> Decision:
+        if not has_fallback:
+            return ADMIT
+        gate = self.gates[engine_id]
+        breaker = self._breakers.get(engine_id)
+        if breaker is not None and breaker.state is BreakerState.OPEN:
+            gate.count_reroute(priority, "breaker")
+            return REROUTE_BREAKER
+        if gate.score(priority) >= self._reroute_at:
+            gate.count_reroute(priority, "saturated")
+            return REROUTE_SATURATED
+        return ADMIT
+
+    async def acquire(self, engine_id: str, priority: Priority) -> Permit:
+        return await self.gates[engine_id].acquire(priority)
+
+    def update(self, engine_id: str, signal: Signal) -> None:
+        gate = self.gates.get(engine_id)
+        if gate is not None:
+            gate.update(signal)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {engine_id: gate.snapshot() for engine_id, gate in self.gates.items()}
+
+
+def guardrail_engines(config: Config) -> set[str]:
+    """Engines in the guardrail's chain: the ones that keep slots for it."""
+    guardrail = config.agents["guardrail"]
+    out: set[str] = set()
+    for model in (guardrail.model, *guardrail.fallbacks):
+        engine = config.engine_for(model)
+        if engine is not None:
+            out.add(engine.id)
+    return out
+
+
+def time_scale(engine: EngineConfig) -> float:
+    """How much faster than real time an engine answers (the simulator's time scale; else 1)."""
+    return engine.sim.time_scale if engine.kind == "sim" else 1.0
+
+
+def objective_s(config: Config, agent: str, engine: EngineConfig) -> float:
+    """The agent's P95 objective on this engine: the guide's upper figure, time-scaled."""
+    return config.agents[agent].expected.p95_s[1] * time_scale(engine)
+
+
+def gate_settings(config: Config, engine: EngineConfig, *, guarded: bool) -> GateSettings:
+    admission: AdmissionConfig = config.admission
+    capacity = admission.max_concurrency or engine.max_num_seqs
+    reserve = min(math.ceil(capacity * admission.guardrail_reserve), capacity - 1) if guarded else 0
+    deadlines = []
+    for p in CLASSES:
+        objectives = [objective_s(config, agent, engine) for agent in _CLASS_AGENTS[p]]
+        bound = max(objectives) if objectives and min(objectives) > 0 else math.inf
+        deadlines.append(min(admission.queue_timeout_s, bound))
+    return GateSettings(
+        capacity=capacity,
+        reserve=max(reserve, 0),
+        queue_size=admission.queue_size,
+        deadlines_s=tuple(deadlines),
+        shed_at=admission.shed_at,
+        retry_after_s=float(admission.retry_after_s),
+        conservative=admission.unknown_metrics == "conservative",
+    )

@@ -1,0 +1,160 @@
+"""The load monitor: runs the monitors in the background and feeds the admission its signals.
+
+Nothing here runs on the request path. Background tasks scrape the engines' `/metrics`, read the
+GPUs and the host, and every `refresh_interval_s` turn the latest readings and the latency windows
+into each engine's `Signal` for its admission gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from appliance.config.schema import AGENTS, Config
+from appliance.gateway.admission import AdmissionController, objective_s
+from appliance.gateway.gateway import Gateway
+from appliance.gateway.hooks import NullAdmission
+from appliance.monitor.engine_metrics import EngineMetricsScraper
+from appliance.monitor.gpu import GpuMonitor
+from appliance.monitor.host import HostMonitor
+from appliance.monitor.latency import LatencyWindows, Percentiles
+from appliance.monitor.nvml import NvmlBackend, RealNvml
+from appliance.monitor.periodic import Periodic
+from appliance.monitor.recorder import MetricsRecorder
+from appliance.monitor.saturation import engine_signal, latency_term
+
+if TYPE_CHECKING:
+    from appliance.services import Services
+
+HOST_INTERVAL_S = 5.0
+
+
+class LoadMonitor:
+    def __init__(
+        self,
+        config: Config,
+        gateway: Gateway,
+        *,
+        nvml: Callable[[], NvmlBackend] = RealNvml,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        settings = config.admission
+        self.config = config
+        self.gateway = gateway
+        self.clock = clock
+        self.latency = LatencyWindows(settings.latency_window_s, clock=clock)
+        self.recorder = MetricsRecorder(self.latency, light=self._lightly_loaded)
+        self.scraper = EngineMetricsScraper(gateway.clients, clock=clock)
+        self.gpu = GpuMonitor(nvml)
+        self.host = HostMonitor()
+        self.admission: AdmissionController | None = (
+            AdmissionController(config, gateway.breakers, list(gateway.clients))
+            if settings.enabled
+            else None
+        )
+        self._engines = {engine.id: engine for engine in config.engines}
+        self._gate_of_model = (
+            {
+                name: self.admission.gates[engine.id]
+                for engine in config.engines
+                if engine.id in self.admission.gates
+                for name in engine.names
+            }
+            if self.admission is not None
+            else {}
+        )
+        self._series = self._latency_series()
+        self._tasks = [
+            Periodic("engine-metrics", settings.scrape_interval_s, self.scraper.scrape_all),
+            Periodic("load-refresh", settings.refresh_interval_s, self._refresh_tick),
+            Periodic("gpu-monitor", settings.gpu_interval_s, self._gpu_tick),
+            Periodic("host-monitor", HOST_INTERVAL_S, self._host_tick),
+        ]
+
+    def install(self, services: Services) -> None:
+        """Put the admission and the recorder on the gateway; register health and lifecycle."""
+        self.gateway.admission = self.admission if self.admission is not None else NullAdmission()
+        self.gateway.recorder = self.recorder
+        services.health_sections["load"] = self.load_section
+        services.health_sections["latency"] = self.latency.report
+        services.health_sections["gpus"] = self.gpu.snapshot
+        services.health_sections["host"] = self.host.snapshot
+        services.on_start.append(self.start)
+        services.on_stop.append(self.stop)
+
+    async def start(self) -> None:
+        for task in self._tasks:
+            task.start()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            await task.stop()
+        await asyncio.to_thread(self.gpu.close)
+
+    # -- the refresh -------------------------------------------------------------------------------
+
+    def _latency_series(self) -> dict[str, list[tuple[str, str, float]]]:
+        """Per engine: (agent, model, objective) for every agent whose chain reaches it."""
+        series: dict[str, list[tuple[str, str, float]]] = {e.id: [] for e in self.config.engines}
+        for agent in AGENTS:
+            settings = self.config.agents[agent]
+            for model in (settings.model, *settings.fallbacks):
+                engine = self.config.engine_for(model)
+                if engine is not None and engine.id in series:
+                    series[engine.id].append(
+                        (agent, model, objective_s(self.config, agent, engine))
+                    )
+        return series
+
+    def _lightly_loaded(self, model: str) -> bool:
+        """At most a quarter of the engine's slots busy (or one): load does not slow it."""
+        gate = self._gate_of_model.get(model)
+        return gate is not None and gate.in_flight <= max(1, gate.capacity // 4)
+
+    def refresh(self) -> None:
+        """Recompute every engine's signal from the latest readings."""
+        if self.admission is None:
+            return
+        settings = self.config.admission
+        now = self.clock()
+        for engine_id in self.admission.gates:
+            windows: list[tuple[Percentiles | None, Percentiles | None, float]] = [
+                (self.latency.e2e(agent, model), self.latency.baseline(agent, model), objective)
+                for agent, model, objective in self._series.get(engine_id, [])
+            ]
+            signal = engine_signal(
+                self.scraper.loads[engine_id],
+                now=now,
+                max_age_s=settings.metrics_max_age_s,
+                max_num_seqs=self._engines[engine_id].max_num_seqs,
+                latency=latency_term(windows, min_samples=settings.latency_min_samples),
+            )
+            self.admission.update(engine_id, signal)
+
+    async def _refresh_tick(self) -> None:
+        self.refresh()
+
+    async def _gpu_tick(self) -> None:
+        await asyncio.to_thread(self.gpu.poll)
+
+    async def _host_tick(self) -> None:
+        self.host.poll()
+
+    # -- views -------------------------------------------------------------------------------------
+
+    def load_section(self) -> dict[str, Any]:
+        """`/health/detailed`'s "load": admission per engine and the engines' own metrics."""
+        now = self.clock()
+        settings = self.config.admission
+        engines = {
+            engine_id: load.as_dict(now) | {"fresh": load.fresh(now, settings.metrics_max_age_s)}
+            for engine_id, load in self.scraper.loads.items()
+        }
+        return {
+            "admission": "on" if self.admission is not None else "off",
+            "unknown_metrics": settings.unknown_metrics,
+            "engine_metrics": engines,
+            "gates": self.admission.snapshot() if self.admission is not None else {},
+        }
