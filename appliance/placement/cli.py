@@ -17,7 +17,7 @@ from appliance.config import read_raw
 from appliance.config.schema import RawConfig
 from appliance.errors import ConfigError
 from appliance.monitor.nvml import GpuInfo, NvmlBackend, NvmlUnavailable, read_gpus
-from appliance.placement.check import Reader, plan_profile
+from appliance.placement.check import Reader, plan_profile, resolve_gpus
 from appliance.placement.gpus import SPEC_HELP
 from appliance.placement.plan import Plan
 from appliance.placement.render import render_plan
@@ -47,6 +47,8 @@ def run_plan(args: argparse.Namespace, *, nvml: NvmlBackend | None = None) -> in
         raw = read_raw(args.config)
         source = args.config or os.environ.get("APPLIANCE_CONFIG", "models.toml")
         names = _profiles(raw, args, source)
+        if args.gpus is not None:
+            resolve_gpus(args.gpus, "none")  # a bad spec is bad input even where unused
         read = _reader(nvml)
         plans = [_plan(raw, name, source, args.gpus, read) for name in names]
     except ConfigError as exc:

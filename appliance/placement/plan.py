@@ -10,6 +10,7 @@ from typing import Literal
 
 from msgspec import Struct
 
+from appliance.config.schema import EngineConfig
 from appliance.placement.gpus import Gpu
 
 Verdict = Literal["fits", "tight", "does not fit"]
@@ -80,6 +81,8 @@ class Suggestion(Struct, frozen=True, kw_only=True):
     result: str  # what the re-run plan says, in one line
     cost: float  # lower is a smaller sacrifice; used for ranking
     shortfall_bytes: int = 0
+    # The profile's engines with the changes applied.
+    engines: tuple[EngineConfig, ...] = ()
 
 
 class Plan(Struct, frozen=True, kw_only=True):

@@ -220,7 +220,7 @@ def _fractions(
     while undecided:
         shares = {}
         for engine in undecided:
-            share = memory.DEFAULT_FRACTION
+            share = _ceiling(engine, [by_index[i] for i in assignment[engine.id][0]])
             for i in assignment[engine.id][0]:
                 taken = sum(decided.get(x.id, 0.0) for x in on_gpu[i])
                 room = max(limits[i] - taken, 0.0)
@@ -231,6 +231,15 @@ def _fractions(
         decided[tightest.id] = memory.floor_fraction(shares[tightest.id])
         undecided.remove(tightest)
     return decided
+
+
+def _ceiling(engine: _Engine, gpus: list[Gpu]) -> float:
+    """vLLM's default 0.90, or more when the engine needs more to start (up to each GPU's limit,
+    which the sharing below enforces)."""
+    need = max(
+        e_min / (memory.usable_bytes(g) or 1) for g in gpus for e_min in [engine.min_bytes(g)]
+    )
+    return max(memory.DEFAULT_FRACTION, math.ceil(need * 100) / 100)
 
 
 def _share(engine: _Engine, sharing: list[_Engine], room: float, gpu: Gpu) -> float:

@@ -37,6 +37,10 @@ COST_UNPIN = 0.5
 # Dropping a model costs more the larger it is next to the largest one kept.
 COST_DROP = 3.0
 COST_DROP_SIZE = 3.0
+# A fix that leaves an engine room for fewer than four full-length sequences ranks lower: with one,
+# it serves one long conversation at a time.
+CROWDED_BELOW = 4
+COST_CROWDED = 2.0
 # The search looks at cheap changes first; the shortfall only breaks ties between them.
 SHORTFALL_PER_COST = 64 * GIB
 
@@ -84,7 +88,10 @@ def suggest(
 
     counter = itertools.count()
     start = tuple(engines)
-    heap = [_Node(0.0, next(counter), start, (), run(start))]
+    root = run(start)
+    if root.feasible:
+        return ()
+    heap = [_Node(0.0, next(counter), start, (), root)]
     seen = {_signature(start)}
     found: list[tuple[_Node, Plan]] = []
     nearest: tuple[int, _Node, Plan] | None = None
@@ -127,6 +134,7 @@ def suggest(
             result=f"still does not fit: {_short(shortfall)}",
             cost=node.cost,
             shortfall_bytes=shortfall,
+            engines=node.engines,
         ),
     )
 
@@ -139,16 +147,29 @@ def _ranked(found: list[tuple[_Node, Plan]], limit: int) -> tuple[Suggestion, ..
         for i, (node, plan) in enumerate(found)
         if not any(j != i and keysets[j] < keysets[i] for j in range(len(found)))
     ]
-    minimal.sort(key=lambda item: (item[0].cost, -_headroom(item[1]), len(item[0].changes)))
+    minimal.sort(
+        key=lambda item: (
+            item[0].cost + _crowding(item[1]),
+            -_headroom(item[1]),
+            len(item[0].changes),
+        )
+    )
     return tuple(
         Suggestion(
             changes=tuple(c.text for c in node.changes),
             fits=True,
             result=_result(plan),
             cost=node.cost,
+            engines=node.engines,
         )
         for node, plan in minimal[:limit]
     )
+
+
+def _crowding(plan: Plan) -> float:
+    """Extra cost for engines left with room for only a few full-length sequences."""
+    short = (max(0, CROWDED_BELOW - e.full_length_seqs) for e in plan.engines)
+    return sum(COST_CROWDED * n / (CROWDED_BELOW - 1) for n in short)
 
 
 def _headroom(plan: Plan) -> float:
@@ -230,6 +251,14 @@ def _quantize(engine: EngineConfig, current: str) -> Iterator[Change]:
 
 
 def _parallel(engine: EngineConfig, gpu_count: int) -> Iterator[Change]:
+    if engine.tensor_parallel_size > gpu_count >= 1:
+        tp = 1 << (gpu_count.bit_length() - 1)
+        yield Change(
+            (engine.id, "tp"),
+            f"{engine.id}: tensor_parallel_size = {tp} (there are only {gpu_count} GPUs)",
+            COST_TP,
+            _replace(engine.id, tensor_parallel_size=tp, gpus=None),
+        )
     for tp in (2, 4, 8):
         if engine.tensor_parallel_size < tp <= gpu_count:
             yield Change(
