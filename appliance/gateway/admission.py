@@ -137,14 +137,14 @@ class EngineGate:
     # -- slots -----------------------------------------------------------------------------------
 
     async def acquire(self, priority: int) -> Permit:
+        if priority >= Priority.ANALYSIS and self.score(priority) >= self.settings.shed_at:
+            raise self._shed(priority, "saturated")
         if self.in_flight < self.ceilings[priority] and not (
             self.waiting and self._waiting_at_or_above(priority)
         ):
             self.in_flight += 1
             self.admitted[priority] += 1
             return self._permits[priority]
-        if priority >= Priority.ANALYSIS and self.score(priority) >= self.settings.shed_at:
-            raise self._shed(priority, "saturated")
         if self.waiting >= self.settings.queue_size:
             self._make_room(priority)
         return await self._wait(priority)

@@ -31,20 +31,24 @@ class GpuMonitor:
         self._nvml: NvmlBackend | None = None
         self._next_init = 0.0
         self.gpus: list[GpuInfo] = []
-        self.reason: str | None = "not read yet"
+        self.reason: str | None = None
+        self.polled = False
         self.read_at = 0.0
 
     @property
     def available(self) -> bool:
-        return self.reason is None
+        return self.polled and self.reason is None
 
     @property
     def state(self) -> str:
+        if not self.polled:
+            return "not read yet"
         return "ok" if self.reason is None else f"unavailable: {self.reason}"
 
     def poll(self) -> None:
         """Take one reading (blocking: run it in a thread). Never raises."""
         now = self._clock()
+        first, self.polled = not self.polled, True
         if self._nvml is None:
             if now < self._next_init:
                 return
@@ -66,7 +70,7 @@ class GpuMonitor:
             self._close()
             self._unavailable(reason)
             return
-        if self.reason is not None:
+        if first or self.reason is not None:
             log.info("NVML: %d GPU(s) visible", len(gpus))
         self.gpus, self.reason, self.read_at = gpus, None, now
 

@@ -1,0 +1,104 @@
+"""The gateway with the real admission: reroutes it asks for, and breakers it must not leave stuck."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from appliance.config import load_config
+from appliance.config.schema import Config
+from appliance.engines.base import Endpoint
+from appliance.errors import EngineUnavailable, Overloaded
+from appliance.gateway.admission import AdmissionController
+from appliance.gateway.breaker import BreakerState
+from appliance.gateway.gateway import Gateway
+from appliance.gateway.hooks import ADMIT, Decision, Permit
+from appliance.gateway.priority import Priority
+from appliance.monitor.saturation import Signal
+
+SHIPPED = Path(__file__).resolve().parents[3] / "models.toml"
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def config() -> Config:
+    loaded = load_config(SHIPPED, env={})
+    return msgspec.structs.replace(
+        loaded,
+        llm=msgspec.structs.replace(loaded.llm, max_retries=0, circuit_breaker_threshold=1),
+    )
+
+
+def gateway(cfg: Config, clock: list[float]) -> Gateway:
+    endpoints = [
+        Endpoint(e.id, f"http://127.0.0.1:{closed_port()}/v1", "key", e.names, True)
+        for e in cfg.engines
+    ]
+    return Gateway(cfg, endpoints, clock=lambda: clock[0])
+
+
+class Shedding:
+    def assess(self, engine_id: str, priority: Priority, *, has_fallback: bool) -> Decision:
+        return ADMIT
+
+    async def acquire(self, engine_id: str, priority: Priority) -> Permit:
+        raise Overloaded("full", retry_after=2)
+
+
+def body(model: str) -> bytes:
+    return b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}]}' % model.encode()
+
+
+async def test_a_shed_half_open_trial_does_not_leave_the_breaker_stuck() -> None:
+    cfg, clock = config(), [0.0]
+    gw = gateway(cfg, clock)
+    breaker = gw.breakers["llama-70b"]
+    breaker.record_failure()  # threshold 1: open
+    clock[0] = cfg.llm.circuit_breaker_timeout + 1
+    gw.admission = Shedding()
+    with pytest.raises(Overloaded):
+        await gw.dispatch(gw.route("llama-3.1-70b-instruct"), body, priority=Priority.INTERACTIVE)
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allow()  # the next request may be the trial
+    await gw.aclose()
+
+
+async def test_open_breaker_reroutes_before_taking_a_slot_and_is_counted() -> None:
+    cfg, clock = config(), [0.0]
+    gw = gateway(cfg, clock)
+    admission = AdmissionController(cfg, gw.breakers, list(gw.clients))
+    gw.admission = admission
+    gw.breakers["llama-70b"].record_failure()
+    with pytest.raises(EngineUnavailable) as caught:
+        await gw.dispatch(gw.route("kai"), body, priority=Priority.INTERACTIVE)
+    # Kai's primary was skipped for its breaker; the fallback was tried (and refused the connection).
+    assert "llama-3.1-70b-instruct: circuit breaker open" in caught.value.message
+    assert "llama-3.1-8b-instruct: engine unreachable" in caught.value.message
+    assert admission.gates["llama-70b"].rerouted == {(Priority.INTERACTIVE, "breaker"): 1}
+    assert admission.gates["llama-70b"].admitted[Priority.INTERACTIVE] == 0
+    assert admission.gates["llama-8b"].admitted[Priority.INTERACTIVE] == 1
+    assert admission.gates["llama-8b"].in_flight == 0  # the failed call gave its slot back
+    await gw.aclose()
+
+
+async def test_saturated_primary_reroutes_and_the_last_model_is_never_rerouted() -> None:
+    cfg, clock = config(), [0.0]
+    gw = gateway(cfg, clock)
+    admission = AdmissionController(cfg, gw.breakers, list(gw.clients))
+    gw.admission = admission
+    for gate in admission.gates.values():
+        gate.update(Signal(known=True, engine=1.5))
+    with pytest.raises(EngineUnavailable) as caught:
+        await gw.dispatch(gw.route("kai"), body, priority=Priority.INTERACTIVE)
+    assert "llama-3.1-70b-instruct: engine saturated" in caught.value.message
+    # The fallback is saturated too, but it is the last model: Kai queues (then is served) there.
+    assert admission.gates["llama-8b"].admitted[Priority.INTERACTIVE] == 1
+    await gw.aclose()
