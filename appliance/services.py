@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from appliance.agents.orchestrator import Orchestrator
 from appliance.config.schema import Config
 from appliance.engines.base import Endpoint, LaunchSpec
 from appliance.gateway.gateway import Gateway
@@ -40,6 +41,8 @@ class Services:
         self.notifier = notifier or Notifier()
         self.gateway = Gateway(config, endpoints)
         self.liveness = LivenessProber(self.gateway.clients, interval_s=liveness_interval_s)
+        # The four agents over the gateway; refuses a locale without crisis resources.
+        self.agents = Orchestrator(config, self.gateway)
         self.started_at = time.time()
         self.ready = asyncio.Event()
         self.engines_started = asyncio.Event()
@@ -51,6 +54,7 @@ class Services:
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self.health_sections["agents"] = self.agents.snapshot
         # Monitors, admission and the request recorder, installed on the gateway.
         self.load = LoadMonitor(config, self.gateway)
         self.load.install(self)

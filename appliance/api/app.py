@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__
 from appliance.api.admin import AdminController
+from appliance.api.agents import AgentsController
 from appliance.api.auth import auth_middleware
 from appliance.api.chat import chat_completions
 from appliance.api.errors import EXCEPTION_HANDLERS
@@ -43,7 +44,14 @@ def create_app(
             await built.stop()
 
     app_config = AppConfig(
-        route_handlers=[chat_completions, list_models, HealthController, AdminController, metrics],
+        route_handlers=[
+            chat_completions,
+            AgentsController,
+            list_models,
+            HealthController,
+            AdminController,
+            metrics,
+        ],
         lifespan=[lifespan],
         middleware=[auth_middleware(config)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from litestar import asgi
 from litestar.types import Receive, Scope, Send
 
 from appliance.agents.prompts import system_prompt
+from appliance.api.agents import answer_crisis
 from appliance.api.errors import error_parts
 from appliance.config.schema import AgentConfig
 from appliance.errors import ApplianceError, BadRequest
@@ -55,6 +56,8 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)
         head = _parse(body)
         route = services.gateway.route(head.model)
+        if route.agent == "kai" and await answer_crisis(services.agents, head, body, send):
+            return  # a crisis: the crisis protocol answers, whatever the engines are doing
         priority = Priority.parse(_header(scope, _PRIORITY_HEADER), Priority.for_agent(route.agent))
         builder = _body_builder(body, head, route, services.config.agents)
         dispatch = await services.gateway.dispatch(route, builder, priority=priority)

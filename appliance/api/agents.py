@@ -1,0 +1,221 @@
+"""The agent routes: one conversation turn, a safety check, and the two analyses.
+
+Bodies are msgspec structs (`appliance.agents.schemas`), so they are validated on the way in and
+described in the OpenAPI schema at `/schema`. Errors take the OpenAI shape through `api/errors.py`.
+Also here: the crisis answer in chat-completion shape, for `model: "kai"` on `/v1/chat/completions`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.types import HTTPResponseStartEvent, Send
+
+from appliance.agents.crisis import detect
+from appliance.agents.orchestrator import Orchestrator
+from appliance.agents.schemas import (
+    AnalysisRequest,
+    ConverseRequest,
+    ConverseResponse,
+    GeneticAnalysisResponse,
+    GuardrailCheckRequest,
+    GuardrailCheckResponse,
+    WellnessAnalysisResponse,
+)
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _orchestrator(request: Request[Any, Any, Any]) -> Orchestrator:
+    return request.app.state.services.agents
+
+
+class AgentsController(Controller):
+    path = "/v1"
+    tags = ["agents"]
+    # 200 analysis items of 8,000 characters fit; a larger body is refused before decoding.
+    request_max_body_size = 4 * 1024 * 1024
+
+    @post(
+        "/converse",
+        status_code=200,
+        summary="One conversation turn with Kai, checked by the Guardrail",
+        description=(
+            "Runs the crisis detector, then the Guardrail on the message concurrently with Kai's "
+            "draft, and (by configuration) the Guardrail on the draft. The reply is released only "
+            "when the Guardrail allows it. On a crisis the reply carries the locale's crisis "
+            "resources, whatever the models are doing. `fallback_step` says what produced the "
+            "reply: model, fallback_model, cache, generic or crisis_protocol."
+        ),
+    )
+    async def converse(
+        self, request: Request[Any, Any, Any], data: ConverseRequest
+    ) -> ConverseResponse:
+        return await _orchestrator(request).converse(data)
+
+    @post(
+        "/agents/guardrail/check",
+        status_code=200,
+        summary="Classify a person's message or a reply about to be shown",
+        description=(
+            "Verdict allow, caution, block or crisis, with risk level, categories and rationale. "
+            "A crisis verdict carries the locale's crisis resources. When the Guardrail cannot "
+            "answer, the configured policy decides and `source` is `policy`."
+        ),
+    )
+    async def guardrail_check(
+        self, request: Request[Any, Any, Any], data: GuardrailCheckRequest
+    ) -> GuardrailCheckResponse:
+        return await _orchestrator(request).check(data)
+
+    @post(
+        "/agents/genetic/analyze",
+        status_code=200,
+        summary="Traits and preferences from a history of messages or check-ins",
+        description=(
+            "Validated JSON only: named traits with scores, evidence counts and confidence. "
+            "Invalid model output after one repair attempt is a 502 `invalid_model_output`."
+        ),
+    )
+    async def genetic_analyze(
+        self, request: Request[Any, Any, Any], data: AnalysisRequest
+    ) -> GeneticAnalysisResponse:
+        return await _orchestrator(request).analyze_genetic(data)
+
+    @post(
+        "/agents/wellness/analyze",
+        status_code=200,
+        summary="Wellbeing patterns, trend, a proactive step and its urgency",
+        description=(
+            "Validated JSON only. A crisis found in the history by the detector raises the "
+            "urgency to `urgent` with crisis support as the step, and adds the crisis resources."
+        ),
+    )
+    async def wellness_analyze(
+        self, request: Request[Any, Any, Any], data: AnalysisRequest
+    ) -> WellnessAnalysisResponse:
+        return await _orchestrator(request).analyze_wellness(data)
+
+
+# The crisis answer on /v1/chat/completions -------------------------------------------------------
+
+
+def last_user_text(messages: list[Any]) -> str | None:
+    """The newest user message's text (string content or text parts); earlier turns were checked
+    when they arrived."""
+    for message in reversed(messages):
+        if message.role != "user":
+            continue
+        content = message.content
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(
+                str(part.get("text", "")) for part in content if part.get("type") == "text"
+            )
+        return None
+    return None
+
+
+async def answer_crisis(orchestrator: Orchestrator, head: Any, body: bytes, send: Send) -> bool:
+    """If the newest user message is a crisis, answer it with the crisis reply in chat-completion
+    shape (streamed or not, as asked) and return True; no model is called."""
+    text = last_user_text(head.messages)
+    if text is None:
+        return False
+    signal = detect(text)
+    if not signal.is_crisis:
+        return False
+    notice = orchestrator.crisis_notice(signal.categories, "crisis_detector", None)
+    reply = orchestrator.crisis_text(notice)
+    ident, created = f"chatcmpl-crisis-{uuid.uuid4().hex}", int(time.time())
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"text/event-stream" if head.stream else b"application/json"),
+        (b"x-appliance-model", b"crisis_protocol"),
+        (b"x-appliance-fallback", b"false"),
+        (b"x-appliance-fallback-step", b"crisis_protocol"),
+    ]
+    if head.stream:
+        payload = _sse(ident, created, reply, _include_usage(body))
+    else:
+        payload = _encode(_completion(ident, created, reply))
+        headers.append((b"content-length", str(len(payload)).encode()))
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": headers,
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+    return True
+
+
+class _StreamOptions(msgspec.Struct):
+    include_usage: bool = False
+
+
+class _UsageHead(msgspec.Struct):
+    stream_options: _StreamOptions | None = None
+
+
+def _include_usage(body: bytes) -> bool:
+    try:
+        options = msgspec.json.decode(body, type=_UsageHead).stream_options
+    except msgspec.MsgspecError:
+        return False
+    return options is not None and options.include_usage
+
+
+_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+def _completion(ident: str, created: int, reply: str) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "object": "chat.completion",
+        "created": created,
+        "model": "kai",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _USAGE,
+    }
+
+
+def _sse(ident: str, created: int, reply: str, include_usage: bool) -> bytes:
+    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
+        body = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": "kai",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return b"data: " + _encode(body) + b"\n\n"
+
+    parts = [
+        chunk({"role": "assistant", "content": ""}, None),
+        chunk({"content": reply}, None),
+        chunk({}, "stop"),
+    ]
+    if include_usage:
+        usage = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": "kai",
+            "choices": [],
+            "usage": _USAGE,
+        }
+        parts.append(b"data: " + _encode(usage) + b"\n\n")
+    parts.append(b"data: [DONE]\n\n")
+    return b"".join(parts)
