@@ -96,7 +96,10 @@ def plan_engines(
     assignment = _assign(prepared, gpus)
     fractions = _fractions(prepared, assignment, gpus)
     by_index = {g.index: g for g in gpus}
-    plans = tuple(_finish(e, assignment[e.id], fractions[e.id], by_index) for e in prepared)
+    tenants = {i: [e.id for e in prepared if i in assignment[e.id][0]] for i in by_index}
+    plans = tuple(
+        _finish(e, assignment[e.id], fractions[e.id], by_index, tenants) for e in prepared
+    )
     uses = tuple(_gpu_use(g, plans) for g in gpus)
     for use in uses:
         if use.used_fraction > use.limit_fraction + 1e-9:
@@ -260,6 +263,7 @@ def _finish(
     placed: tuple[tuple[int, ...], bool],
     fraction: float,
     by_index: dict[int, Gpu],
+    tenants: dict[int, list[str]],
 ) -> EnginePlan:
     indices, chosen = placed
     cfg = engine.config
@@ -276,7 +280,8 @@ def _finish(
     full = kv_tokens // cfg.max_model_len
     problems = list(engine.problems)
     if indices and kv_bytes <= 0:
-        problems.append(_no_room(engine, fraction, budget, [by_index[i] for i in indices]))
+        others = sorted({t for i in indices for t in tenants[i] if t != engine.id})
+        problems.append(_no_room(engine, fraction, budget, [by_index[i] for i in indices], others))
     elif indices and full < 1:
         problems.append(
             f"its KV cache would hold {kv_tokens:,} tokens, less than one sequence of "
@@ -318,7 +323,9 @@ def _finish(
     )
 
 
-def _no_room(engine: _Engine, fraction: float, budget: int, gpus: list[Gpu]) -> str:
+def _no_room(
+    engine: _Engine, fraction: float, budget: int, gpus: list[Gpu], others: list[str]
+) -> str:
     """Weights and overhead beyond its budget: against the whole GPU when even that is short."""
     gpu = min(gpus, key=lambda g: memory.limit_fraction(g) * memory.usable_bytes(g))
     fixed = engine.fixed_bytes(gpu)
@@ -332,7 +339,8 @@ def _no_room(engine: _Engine, fraction: float, budget: int, gpus: list[Gpu]) -> 
             f"{needs} exceed even a whole {gpu.name} "
             f"({_gib(whole)} at {memory.limit_fraction(gpu):.2f})"
         )
-    return f"{needs} exceed its budget of {_gib(budget)} ({fraction:.2f} of the GPU)"
+    shared = f", shared with {', '.join(others)}" if others else ""
+    return f"{needs} exceed its budget of {_gib(budget)} ({fraction:.2f} of the GPU{shared})"
 
 
 def _gpu_use(gpu: Gpu, plans: tuple[EnginePlan, ...]) -> GpuUse:
