@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from appliance.agents.resources import DEFAULT_RESOURCES, Resources
 from appliance.config.schema import CrisisResource, SafetyConfig
 from appliance.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_every_shipped_locale_has_an_emergency_number_and_a_crisis_line() -> None:
@@ -53,3 +57,20 @@ def test_a_locale_without_resources_is_a_config_error() -> None:
         Resources(SafetyConfig(locale="fr-FR"), source="models.toml")
     with pytest.raises(ConfigError, match=r"safety\.resources\.en-US"):
         Resources(SafetyConfig(resources={"en-US": ()}))
+
+
+def test_resources_from_models_toml(tmp_path: Path) -> None:
+    from appliance.config import load_config
+
+    text = (ROOT / "models.toml").read_text().replace('locale = "en-US"', 'locale = "en-ZA"', 1)
+    text = text.replace(
+        "cache_size = 1024\n",
+        'cache_size = 1024\n[[safety.resources."en-ZA"]]\nname = "SADAG"\n'
+        'contact = "Call 0800 567 567"\n',
+        1,
+    )
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    safety = load_config(path, env={}).safety
+    resources = Resources(safety)
+    assert [r.name for r in resources.for_categories("en-ZA", ["suicide"])] == ["SADAG"]
