@@ -287,9 +287,19 @@ def test_upgrade_keeps_the_previous_environment_and_prunes_older_ones(install: I
     venvs = install.root / "opt/kai-appliance/venvs"
     (venvs / "0.0.9" / "bin").mkdir(parents=True)  # an environment two upgrades old
     build_wheel(install.tmp, install.wheels, "0.1.1")
+    current = install.root / "opt/kai-appliance/current"
+
+    # A configuration the new version refuses: the service stays on the old environment.
+    refused = install.play(
+        kai_appliance_version="0.1.1", kai_appliance_profile="nope", kai_appliance_gpu=False
+    )
+    assert refused.rc != 0
+    assert "got 'nope'" in refused.output
+    assert os.readlink(current) == f"venvs/{VERSION}"
+
     run = install.play(kai_appliance_version="0.1.1")
     assert run.rc == 0, run.output[-5000:]
-    assert os.readlink(install.root / "opt/kai-appliance/current") == "venvs/0.1.1"
+    assert os.readlink(current) == "venvs/0.1.1"
     assert sorted(p.name for p in venvs.iterdir()) == ["0.1.0", "0.1.1"]
     version = subprocess.run(
         [str(venvs / "0.1.1/bin/python"), "-m", "pip", "show", "kai-llm-appliance"],
