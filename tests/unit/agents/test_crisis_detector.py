@@ -25,6 +25,8 @@ from appliance.agents.crisis import CrisisSignal, detect, detect_all, normalise
         ("kms", "suicide"),
         ("I want to k1ll mys3lf", "suicide"),
         ("I WANT TO DIEEEE", "suicide"),
+        ('"I want to kill myself"', "suicide"),
+        ("i w@nt to d1e", "suicide"),
         ("I\u2019m not sure I want to live", "suicide"),
         ("I keep hurting myself when I'm upset", "self_harm"),
         ("I started cutting again", "self_harm"),

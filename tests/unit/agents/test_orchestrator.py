@@ -420,3 +420,12 @@ async def test_no_user_text_reaches_the_logs(caplog: pytest.LogCaptureFixture) -
     assert caplog.records, "the test must see log records"
     for secret in secrets:
         assert secret.split()[0] not in caplog.text
+
+
+async def test_a_long_history_is_screened_too() -> None:
+    orch, _ = build(max_analysis_items=200)
+    filler = "I walked by the river and thought about the week. " * 150
+    notes = [CheckIn(at=f"d{i}", note=filler) for i in range(5)]
+    notes.append(CheckIn(at="d9", note="I want to die"))
+    answer = await orch.analyze_wellness(AnalysisRequest(check_ins=notes))
+    assert answer.crisis is not None and answer.insights.urgency == "urgent"
