@@ -1,8 +1,8 @@
 """Crisis resources per locale: shipped defaults, replaced or extended by `[safety.resources]`.
 
-Every locale lists its emergency number and a line for each crisis category, so a crisis reply
-always has somewhere concrete to send a person. Operators should review these for their region;
-`appliance config show` prints what a deployment will use.
+Every locale lists its emergency number and at least one crisis line, so a crisis reply always has
+somewhere concrete to send a person. Operators should review these for their region;
+`/health/detailed` shows the locale in use under `agents`.
 """
 
 from __future__ import annotations
