@@ -7,7 +7,6 @@ it right again (`stand.reset()`). The last test reads the appliance's DEBUG log.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -320,15 +319,15 @@ def test_chat_completions_for_kai_without_a_crisis_reach_the_model(stand: Stand)
 # Privacy: last, over everything the module sent ------------------------------------------------
 
 
-def test_no_user_text_in_the_logs(stand: Stand, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
+def test_no_user_text_in_the_logs(stand: Stand) -> None:
     stand.converse("Quillfeather remembers the orchard in June")
     stand.post("/v1/agents/guardrail/check", {"text": "Quillfeather remembers the orchard"})
     stand.sent.append("Quillfeather remembers the orchard")
     log = stand.app.log()
     assert "DEBUG" in log and "converse: message of" in log  # the log is there and verbose
+    assert any("openai" in line for line in stand.captured)  # so is the test process's
     assert len(stand.sent) >= 15
+    logs = stand.logs()
     for text in stand.sent:
-        assert text not in log, text
-        assert text not in caplog.text, text
-    assert "Quillfeather" not in log
+        assert text not in logs, text
+    assert "Quillfeather" not in logs

@@ -8,6 +8,7 @@ or kill it and know it stays dead (no supervisor brings it back), and the applia
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -69,6 +70,27 @@ class Stand:
     appliance: Appliance | None = None
     # Every user text the tests sent, for the check that none reached the logs.
     sent: list[str] = field(default_factory=list)
+    # Everything logged in the test process meanwhile, at DEBUG (the openai client, httpx2, ...).
+    captured: list[str] = field(default_factory=list)
+    _handler: logging.Handler | None = None
+    _root_level: int = logging.WARNING
+
+    def capture_logs(self) -> None:
+        stand = self
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                stand.captured.append(self.format(record))
+
+        root = logging.getLogger()
+        self._handler, self._root_level = Collect(logging.DEBUG), root.level
+        self._handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        root.addHandler(self._handler)
+        root.setLevel(logging.DEBUG)
+
+    def logs(self) -> str:
+        """The appliance's stderr and the test process's own log records."""
+        return self.app.log() + "\n".join(self.captured)
 
     @property
     def app(self) -> Appliance:
@@ -105,6 +127,10 @@ class Stand:
         return {engine: view["circuit_breaker"]["state"] for engine, view in engines.items()}
 
     def stop(self) -> None:
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            logging.getLogger().setLevel(self._root_level)
+            self._handler = None
         if self.appliance is not None:
             self.appliance.stop()
         for engine in self.engines.values():
@@ -114,6 +140,7 @@ class Stand:
 def start_stand(directory: Path, *, settings: str = "") -> Stand:
     """Engines first (healthy), then the appliance on them; `settings` replaces TOML sections."""
     stand = Stand(directory)
+    stand.capture_logs()
     try:
         for engine_id, model in MODELS.items():
             stand.engines[engine_id] = _start_engine(directory, engine_id, model)
