@@ -39,6 +39,7 @@ class ChatHead(msgspec.Struct):
     model: str
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     stream: bool = False
+    response_format: dict[str, Any] | None = None
 
 
 _decode_head = msgspec.json.Decoder(ChatHead).decode
@@ -52,6 +53,9 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         await _send_error(send, BadRequest("Use POST for /v1/chat/completions."), status=405)
         return
     services = scope["app"].state.services
+    head: ChatHead | None = None
+    route: Route | None = None
+    body = b""
     try:
         body = await _read_body(receive)
         head = _parse(body)
@@ -62,9 +66,27 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         builder = _body_builder(body, head, route, services.config.agents)
         dispatch = await services.gateway.dispatch(route, builder, priority=priority)
     except ApplianceError as exc:
+        if _answers_in_text(exc, head, route) and await answer_crisis(
+            services.agents, head, body, send
+        ):
+            return  # no engine could answer, but a person in crisis still gets resources
         await _send_error(send, exc)
         return
     await _relay(dispatch, send, head.stream, route, services.gateway.recorder)
+
+
+def _answers_in_text(exc: ApplianceError, head: ChatHead | None, route: Route | None) -> bool:
+    """A failed conversational request (not JSON, not an analysis agent) on engine trouble.
+
+    Only then is the crisis detector consulted, so the healthy hot path pays nothing for it.
+    """
+    return (
+        exc.status_code in (503, 504)
+        and head is not None
+        and head.response_format is None
+        and route is not None
+        and route.agent in (None, "kai")
+    )
 
 
 def _parse(body: bytes) -> ChatHead:

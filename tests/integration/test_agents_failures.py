@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 
 from tests.support.agents_stand import Stand, start_stand
@@ -108,6 +109,24 @@ def test_crisis_with_every_engine_killed(stand: Stand) -> None:
         stand.post("/v1/agents/genetic/analyze", {"messages": [{"role": "user", "content": SEEN}]})
     )
     assert genetic["fallback_step"] == "generic" and genetic["analysis"]["traits"] == []
+
+
+def test_crisis_on_a_served_model_when_no_engine_answers(stand: Stand) -> None:
+    """Even the plain passthrough answers a crisis with resources when the engines are gone."""
+    assert not any(engine.alive() for engine in stand.engines.values())
+    message = "i want to end my life tonight"
+    stand.sent.append(message)
+    for model in ("default", "llama-3.1-8b-instruct"):
+        reply = stand.client().chat.completions.create(
+            model=model, messages=[{"role": "user", "content": message}]
+        )
+        assert "988" in (reply.choices[0].message.content or "")
+    # A non-crisis message on the same dead engines still gets the honest 503.
+    with pytest.raises(openai.InternalServerError) as info:
+        stand.client().chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "what is for dinner"}]
+        )
+    assert info.value.status_code == 503
 
 
 def test_no_user_text_in_the_logs(stand: Stand) -> None:
