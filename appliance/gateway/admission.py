@@ -5,7 +5,8 @@ Each engine has a gate with `capacity` slots (`[admission].max_concurrency`, by 
 
 Classes (`Priority`): on engines that serve the guardrail, `guardrail_reserve` of the slots are the
 guardrail's alone, so a safety check never waits behind Kai's long generations; every other class
-may fill the rest. Waiting requests are served most important first, then first come.
+may fill the rest. Waiting requests are served most important first, then first come (newest first while the
+queue is standing: see `EngineGate._next`).
 
 Outcomes, for a request of class c on engine e (score: `appliance.monitor.saturation`):
 
@@ -16,8 +17,11 @@ Outcomes, for a request of class c on engine e (score: `appliance.monitor.satura
    reaches `shed_at` (lower classes are shed first); any class when the queue is full and nobody
    less important waits (else the least important, newest waiter is shed to make room); and any
    request still waiting at its deadline;
-4. otherwise wait in the queue, at most min(`queue_timeout_s`, the class's P95 objective): past
-   its objective a request is lost anyway, and the slot is better spent on a newer one.
+4. otherwise wait in the queue until its deadline: min(`queue_timeout_s`, the class's P95
+   objective) less the time the class's requests now take on the engine (their median, from the
+   latency windows), but never less than a quarter of that bound. A request that has waited so long
+   it cannot meet its objective any more is lost anyway; shed, it at least hears so early, with
+   Retry-After, and the waiters behind it get their turn while they can still make it.
 
 Everything here runs on the event loop: no locks, and the path without waiting never suspends.
 """
@@ -25,9 +29,8 @@ Everything here runs on the event loop: no locks, and the path without waiting n
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +46,7 @@ from appliance.monitor.saturation import UNKNOWN, Signal
 CLASSES: tuple[Priority, ...] = tuple(Priority)
 REROUTE_SATURATED = Decision(reroute=True, reason="engine saturated")
 REROUTE_BREAKER = Decision(reroute=True, reason="circuit breaker open")
+MIN_DEADLINE_SHARE = 0.25
 # The agents whose objective bounds each class's wait (the most patient one for analysis).
 _CLASS_AGENTS: dict[Priority, tuple[str, ...]] = {
     Priority.GUARDRAIL: ("guardrail",),
@@ -66,13 +70,14 @@ class Permit:
 
 
 class _Waiter:
-    __slots__ = ("future", "gone", "granted", "priority")
+    __slots__ = ("future", "gone", "granted", "priority", "since")
 
-    def __init__(self, priority: int, future: asyncio.Future[None]) -> None:
+    def __init__(self, priority: int, future: asyncio.Future[None], since: float) -> None:
         self.priority = priority
         self.future = future
+        self.since = since  # loop time it started waiting
         self.granted = False
-        self.gone = False  # left the queue: granted, evicted, timed out or cancelled
+        self.gone = False  # left the queue: granted, displaced, timed out or cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +85,7 @@ class GateSettings:
     capacity: int
     reserve: int
     queue_size: int
-    deadlines_s: tuple[float, ...]  # per class
+    deadlines_s: tuple[float, ...]  # per class: min(queue timeout, objective)
     shed_at: float
     retry_after_s: float
     conservative: bool
@@ -99,11 +104,11 @@ class EngineGate:
             for p in CLASSES
         )
         self._permits = tuple(Permit(self, p) for p in CLASSES)
+        self.deadlines = list(settings.deadlines_s)
         self.in_flight = 0
         self.waiting = 0
         self.waiting_by_class = [0] * len(CLASSES)
-        self._queue: list[tuple[int, int, _Waiter]] = []
-        self._seq = itertools.count()
+        self._queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in CLASSES)
         self.signal: Signal = UNKNOWN
         self._floor = 0.0
         self._known = False
@@ -119,6 +124,16 @@ class EngineGate:
         self.signal = signal
         self._floor = signal.floor
         self._known = signal.known
+
+    def plan_deadlines(self, service_s: list[float | None]) -> None:
+        """Each class's deadline from its bound and its current service time (None: unknown)."""
+        for p, (bound, service) in enumerate(
+            zip(self.settings.deadlines_s, service_s, strict=True)
+        ):
+            if service is None or math.isinf(bound):
+                self.deadlines[p] = bound
+            else:
+                self.deadlines[p] = max(bound * MIN_DEADLINE_SHARE, bound - service)
 
     def score(self, priority: int) -> float:
         queued = self.waiting > 0 and self._waiting_at_or_above(priority)
@@ -155,16 +170,14 @@ class EngineGate:
             self._wake()
 
     async def _wait(self, priority: int) -> Permit:
-        waiter = _Waiter(priority, asyncio.get_running_loop().create_future())
-        if len(self._queue) > 2 * self.waiting + 32:  # drop entries that left from deep inside
-            self._queue = [entry for entry in self._queue if not entry[2].gone]
-            heapq.heapify(self._queue)
-        heapq.heappush(self._queue, (priority, next(self._seq), waiter))
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(priority, loop.create_future(), loop.time())
+        self._queues[priority].append(waiter)
         self.waiting += 1
         self.waiting_by_class[priority] += 1
         self.queued[priority] += 1
         try:
-            async with asyncio.timeout(self.settings.deadlines_s[priority]):
+            async with asyncio.timeout(self.deadlines[priority]):
                 await waiter.future
         except TimeoutError:
             if waiter.granted:  # the slot came just as the deadline passed: keep it
@@ -183,33 +196,41 @@ class EngineGate:
         return self._permits[priority]
 
     def _wake(self) -> None:
-        queue = self._queue
-        while queue:
-            priority, _, waiter = queue[0]
-            if waiter.gone:
-                heapq.heappop(queue)
-                continue
-            if self.in_flight >= self.ceilings[priority]:
-                return  # the most important waiter cannot go; nobody behind it can either
-            heapq.heappop(queue)
-            self._leave(waiter)
-            waiter.granted = True
-            self.in_flight += 1
-            waiter.future.set_result(None)
+        """Hand free slots to waiters, most important class first (see `_next`)."""
+        for priority, queue in enumerate(self._queues):
+            while queue:
+                if self.in_flight >= self.ceilings[priority]:
+                    return  # this class cannot go; the classes below it may hold even fewer
+                waiter = self._next(priority, queue)
+                self._leave(waiter)
+                waiter.granted = True
+                self.in_flight += 1
+                waiter.future.set_result(None)
+
+    def _next(self, priority: int, queue: deque[_Waiter]) -> _Waiter:
+        """First come, first served; but below the guardrail, once the oldest waiter has used half
+        its deadline the queue is standing, and the newest goes first (adaptive LIFO): under
+        overload the old ones would miss their objective anyway, the new ones can still meet it."""
+        oldest = queue[0]
+        if priority == Priority.GUARDRAIL:
+            return oldest  # safety checks keep their order: each one is a message on hold
+        now = oldest.future.get_loop().time()
+        if now - oldest.since > self.deadlines[priority] / 2:
+            return queue[-1]
+        return oldest
 
     def _leave(self, waiter: _Waiter) -> None:
         waiter.gone = True
+        self._queues[waiter.priority].remove(waiter)
         self.waiting -= 1
         self.waiting_by_class[waiter.priority] -= 1
 
     def _make_room(self, priority: int) -> None:
         """The queue is full: shed the least important, newest waiter if it ranks below us."""
-        candidates = [entry for entry in self._queue if not entry[2].gone]
-        if not candidates:
-            raise self._shed(priority, "queue full")
-        worst_priority, _, worst = max(candidates, key=lambda entry: (entry[0], entry[1]))
+        worst_priority = max(p for p, queue in enumerate(self._queues) if queue)
         if worst_priority <= priority:
             raise self._shed(priority, "queue full")
+        worst = self._queues[worst_priority][-1]
         self._leave(worst)
         worst.future.set_exception(self._shed(worst_priority, "displaced"))
 
@@ -231,6 +252,9 @@ class EngineGate:
             "capacity": self.capacity,
             "guardrail_reserve": self.settings.reserve,
             "in_flight": self.in_flight,
+            "deadlines_s": {
+                Priority(p).name.lower(): round(d, 3) for p, d in enumerate(self.deadlines)
+            },
             "waiting": {Priority(p).name.lower(): n for p, n in enumerate(self.waiting_by_class)},
             "metrics_known": self._known,
             "score": {Priority(p).name.lower(): round(self.score(p), 3) for p in CLASSES},
@@ -287,10 +311,15 @@ class AdmissionController:
     async def acquire(self, engine_id: str, priority: Priority) -> Permit:
         return await self.gates[engine_id].acquire(priority)
 
-    def update(self, engine_id: str, signal: Signal) -> None:
+    def update(
+        self, engine_id: str, signal: Signal, service_s: list[float | None] | None = None
+    ) -> None:
+        """The monitor's refresh: the engine's signal and each class's current service time."""
         gate = self.gates.get(engine_id)
         if gate is not None:
             gate.update(signal)
+            if service_s is not None:
+                gate.plan_deadlines(service_s)
 
     def snapshot(self) -> dict[str, Any]:
         return {engine_id: gate.snapshot() for engine_id, gate in self.gates.items()}

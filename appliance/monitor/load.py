@@ -16,6 +16,7 @@ from appliance.config.schema import AGENTS, Config
 from appliance.gateway.admission import AdmissionController, objective_s
 from appliance.gateway.gateway import Gateway
 from appliance.gateway.hooks import NullAdmission
+from appliance.gateway.priority import Priority
 from appliance.monitor.engine_metrics import EngineMetricsScraper
 from appliance.monitor.gpu import GpuMonitor
 from appliance.monitor.host import HostMonitor
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from appliance.services import Services
 
 HOST_INTERVAL_S = 5.0
+# A median is steady after a few samples; the deadlines use it that early.
+SERVICE_MIN_SAMPLES = 5
 
 
 class LoadMonitor:
@@ -114,16 +117,20 @@ class LoadMonitor:
         return gate is not None and gate.in_flight <= max(1, gate.capacity // 4)
 
     def refresh(self) -> None:
-        """Recompute every engine's signal from the latest readings."""
+        """Recompute every engine's signal and its classes' deadlines from the latest readings."""
         if self.admission is None:
             return
         settings = self.config.admission
         now = self.clock()
         for engine_id in self.admission.gates:
-            windows: list[tuple[Percentiles | None, Percentiles | None, float]] = [
-                (self.latency.e2e(agent, model), self.latency.baseline(agent, model), objective)
-                for agent, model, objective in self._series.get(engine_id, [])
-            ]
+            windows: list[tuple[Percentiles | None, Percentiles | None, float]] = []
+            service: list[float | None] = [None] * len(Priority)
+            for agent, model, objective in self._series.get(engine_id, []):
+                recent = self.latency.e2e(agent, model)
+                windows.append((recent, self.latency.baseline(agent, model), objective))
+                if recent is not None and recent.count >= SERVICE_MIN_SAMPLES:
+                    cls = Priority.for_agent(agent)
+                    service[cls] = max(service[cls] or 0.0, recent.p50)
             signal = engine_signal(
                 self.scraper.loads[engine_id],
                 now=now,
@@ -131,7 +138,7 @@ class LoadMonitor:
                 max_num_seqs=self._engines[engine_id].max_num_seqs,
                 latency=latency_term(windows, min_samples=settings.latency_min_samples),
             )
-            self.admission.update(engine_id, signal)
+            self.admission.update(engine_id, signal, service)
 
     async def _refresh_tick(self) -> None:
         self.refresh()

@@ -15,6 +15,7 @@ from appliance.config.schema import Config
 from appliance.engines.base import Endpoint
 from appliance.gateway.gateway import Gateway
 from appliance.gateway.hooks import NullAdmission
+from appliance.gateway.priority import Priority
 from appliance.monitor.engine_metrics import EngineLoad
 from appliance.monitor.load import LoadMonitor
 from appliance.monitor.nvml import NvmlUnavailable
@@ -133,3 +134,13 @@ async def test_background_tasks_start_and_stop_and_read_the_host(make: Any) -> N
     # No engine listens: every scrape failed, and the gates run on the unknown-metrics rule.
     assert all(load.error for load in monitor.scraper.loads.values())
     assert not monitor.admission.gates["llama-70b"].signal.known
+
+
+async def test_each_class_deadline_leaves_time_for_its_median_answer(make: Any) -> None:
+    monitor, _, _ = make(queue_timeout_s=5.0)  # latency_min_samples stays at 20
+    for _ in range(5):  # Kai takes 3 s on the 70B; its objective is 8 s, the queue timeout 5 s
+        monitor.latency.add("kai", "llama-3.1-70b-instruct", 3.0, None)
+    monitor.refresh()
+    gate = monitor.admission.gates["llama-70b"]
+    assert gate.deadlines[Priority.INTERACTIVE] == pytest.approx(2.0)
+    assert gate.deadlines[Priority.ANALYSIS] == pytest.approx(5.0)  # no samples yet
