@@ -6,6 +6,7 @@ model name changes or an agent's prompt applies); the engine's answer streams ba
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated, Any, Literal
@@ -72,7 +73,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
             return  # no engine could answer, but a person in crisis still gets resources
         await _send_error(send, exc)
         return
-    await _relay(dispatch, send, head.stream, route, services.gateway.recorder)
+    await _relay(dispatch, send, head.stream, route, services.gateway.recorder, receive)
 
 
 def _answers_in_text(exc: ApplianceError, head: ChatHead | None, route: Route | None) -> bool:
@@ -126,7 +127,9 @@ def apply_agent(payload: dict[str, Any], agent: str, settings: AgentConfig) -> d
     return out
 
 
-async def _relay(dispatch: Dispatch, send: Send, stream: bool, route: Route, recorder: Any) -> None:
+async def _relay(
+    dispatch: Dispatch, send: Send, stream: bool, route: Route, recorder: Any, receive: Receive
+) -> None:
     response = dispatch.response
     headers = [
         (b"content-type", response.content_type),
@@ -144,8 +147,14 @@ async def _relay(dispatch: Dispatch, send: Send, stream: bool, route: Route, rec
             await send({"type": "http.response.body", "body": data})
             return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        # The server ignores sends to a client that has gone, so watch for it: an abandoned
+        # stream must not keep its engine slot and its engine generating.
+        gone = asyncio.ensure_future(_client_gone(receive))
         try:
             async for chunk in response.iter_bytes():
+                if gone.done():
+                    outcome = "client_gone"
+                    break
                 if ttft is None:
                     ttft = time.perf_counter() - dispatch.started
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -153,6 +162,11 @@ async def _relay(dispatch: Dispatch, send: Send, stream: bool, route: Route, rec
             outcome = "stream_error"
             log.warning("stream from %s broke: %s", dispatch.engine_id, type(exc).__name__)
             await send({"type": "http.response.body", "body": _stream_error(), "more_body": True})
+        finally:
+            gone.cancel()
+        if outcome == "client_gone":
+            await response.aclose()  # drops the engine connection: the engine stops generating
+            return
         await send({"type": "http.response.body", "body": b""})
     except OSError:
         outcome = "client_gone"
@@ -165,6 +179,11 @@ async def _relay(dispatch: Dispatch, send: Send, stream: bool, route: Route, rec
             ttft_s=ttft,
             e2e_s=time.perf_counter() - dispatch.started,
         )
+
+
+async def _client_gone(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _stream_error() -> bytes:
