@@ -22,7 +22,7 @@ from appliance.bench.client import Clock, StreamClient, Target
 from appliance.bench.records import MIX, Kind, Mode, Phase, PhaseResult, Sample
 from appliance.bench.results import phase_results
 from appliance.bench.runner import GateFn, ProgressFn, Runner
-from appliance.bench.sweep import Capacity, Check, capacity, check, levels
+from appliance.bench.sweep import Capacity, Level, capacity, check, knee, levels
 from appliance.bench.workloads import Workload
 from appliance.config.schema import AGENTS, Config
 from appliance.store.bench import BenchStore, RunMeta
@@ -87,10 +87,14 @@ class BenchRun:
             params.error_budget if params.error_budget is not None else bench.error_budget
         )
         self.seed = params.seed if params.seed is not None else bench.seed
+        self.degradation = bench.degradation
         self.mix = params.mix if params.mix is not None else not probe
         self.run_id: int | None = None
         self.capacities: dict[str, Capacity] = {}
         self._next_phase = 0
+
+    def objectives(self) -> dict[str, float]:
+        return {a: c.expected.p95_s[1] for a, c in self.config.agents.items()}
 
     def snapshot(self) -> dict[str, Any]:
         """The resolved parameters, the expected table and the targets (no keys), as stored."""
@@ -100,6 +104,7 @@ class BenchRun:
             "requests": self.requests,
             "max_concurrency": self.max_concurrency,
             "error_budget": self.error_budget,
+            "degradation": self.degradation,
             "seed": self.seed,
             "mix": self.mix,
             "expected": {a: msgspec.to_builtins(agents[a].expected) for a in agents},
@@ -169,19 +174,24 @@ class BenchRun:
 
     async def _phases(self, runner: Runner, buffer: SampleBuffer, counts: Counter[str]) -> None:
         scopes = [*self.params.agents, *([MIX] if self.mix else [])]
-        objectives = {a: c.expected.p95_s[1] for a, c in self.config.agents.items()}
+        objectives = self.objectives()
         for scope in scopes:
             if self.params.kind != "sweep":
                 await self._phase(runner, buffer, counts, self._fixed_phase(scope))
                 continue
-            per_level: list[tuple[int, list[PhaseResult], Check]] = []
+            swept: list[Level] = []
             for phase in self._sweep_phases(scope):
                 results = await self._phase(runner, buffer, counts, phase)
-                verdict = check(results, objectives, self.error_budget)
-                per_level.append((phase.concurrency or 1, results, verdict))
-                if not verdict.ok:
+                level = Level(
+                    concurrency=phase.concurrency or 1,
+                    results=results,
+                    objective=check(results, objectives, self.error_budget),
+                    knee=knee(results, swept[0].results if swept else results, self.degradation),
+                )
+                swept.append(level)
+                if not level.go_on:
                     break
-            self.capacities[scope] = capacity(scope, per_level, self.max_concurrency)
+            self.capacities[scope] = capacity(scope, swept, self.max_concurrency)
 
     def _fixed_phase(self, scope: str) -> Phase:
         probe = self.params.kind == "probe"
@@ -236,7 +246,7 @@ class BenchRun:
         await self.store.end_phase(self.run_id, phase.index, outcome.duration_s)
         models = {a: t.model_name for a, t in self.targets.items()}
         results = phase_results(
-            phase, outcome.samples, outcome.duration_s, self.config.agents, models
+            phase, outcome.samples, outcome.duration_s, self.objectives(), models
         )
         await self.store.add_summaries(self.run_id, results)
         for s in outcome.samples:

@@ -6,20 +6,22 @@ from collections.abc import Mapping
 
 from appliance.bench.records import MIX, Phase, PhaseResult, Sample
 from appliance.bench.stats import Slo, summarize
-from appliance.config.schema import AgentConfig
+
+# agent -> its P95 objective in seconds (the top of the expected band)
+Objectives = Mapping[str, float]
 
 
-def slo_for(agent: str, agents: Mapping[str, AgentConfig]) -> Slo:
-    """Goodput counts requests that end within the agent's P95 objective (the band's top)."""
-    cfg = agents.get(agent)
-    return Slo(e2el_s=cfg.expected.p95_s[1]) if cfg else Slo()
+def slo_for(agent: str, objectives: Objectives) -> Slo:
+    """Goodput counts requests that end within the agent's P95 objective."""
+    limit = objectives.get(agent)
+    return Slo(e2el_s=limit) if limit is not None else Slo()
 
 
 def phase_results(
     phase: Phase,
     samples: list[Sample],
     duration_s: float,
-    agents: Mapping[str, AgentConfig],
+    objectives: Objectives,
     models: Mapping[str, str],
 ) -> list[PhaseResult]:
     """One result for an agent's own phase; for a mix, the whole and then each agent in it."""
@@ -31,10 +33,10 @@ def phase_results(
                 models.get(phase.scope, ""),
                 samples,
                 duration_s,
-                slo_for(phase.scope, agents),
+                slo_for(phase.scope, objectives),
             )
         ]
-    whole = _mix_result(phase, samples, duration_s, agents)
+    whole = _mix_result(phase, samples, duration_s, objectives)
     per_agent = [
         _result(
             phase,
@@ -42,7 +44,7 @@ def phase_results(
             models.get(agent, ""),
             [s for s in samples if s.agent == agent],
             duration_s,
-            slo_for(agent, agents),
+            slo_for(agent, objectives),
         )
         for agent in sorted({s.agent for s in samples})
     ]
@@ -65,12 +67,12 @@ def _result(
 
 
 def _mix_result(
-    phase: Phase, samples: list[Sample], duration_s: float, agents: Mapping[str, AgentConfig]
+    phase: Phase, samples: list[Sample], duration_s: float, objectives: Objectives
 ) -> PhaseResult:
     metrics = summarize(samples, duration_s)
     # Goodput of the mix: each request judged by its own agent's objective.
     if duration_s > 0:
-        good = sum(1 for s in samples if s.ok and slo_for(s.agent, agents).met_by(s))
+        good = sum(1 for s in samples if s.ok and slo_for(s.agent, objectives).met_by(s))
         metrics["request_goodput"] = good / duration_s
     return PhaseResult(
         phase=phase.index,

@@ -88,10 +88,13 @@ class Runner:
         scale = self.time_scale(requests)
         state = _PhaseState(phase, len(requests), self._on_progress)
         start = self._clock()
-        if phase.mode == "concurrency":
-            await self._closed_loop(phase, requests, state)
-        else:
-            await self._poisson(phase, requests, state, scale)
+        try:
+            if phase.mode == "concurrency":
+                await self._closed_loop(phase, requests, state)
+            else:
+                await self._poisson(phase, requests, state, scale)
+        except ExceptionGroup as group:  # a worker's own error, not a group of them
+            raise group.exceptions[0] from None
         end = self._clock()
         return PhaseOutcome(
             phase=phase,

@@ -253,6 +253,8 @@ class BenchConfig(Base, kw_only=True):
     max_concurrency: Annotated[int, Meta(ge=1)] = 64
     # Share of failed requests beyond which a load level breaks the objectives.
     error_budget: Probability = 0.01
+    # A sweep's knee: the load up to which P95 stays within this much above its unloaded value.
+    degradation: Positive = 0.5
     # A run is flagged when its P95 is this much worse than the median of the last runs.
     regression_threshold: Positive = 0.15
     regression_window: Annotated[int, Meta(ge=1)] = 7
