@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from litestar import asgi
-from litestar.types import Receive, Scope, Send
+from litestar.types import (
+    HTTPRequestEvent,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
 
 from appliance.agents.prompts import system_prompt
 from appliance.api.agents import answer_crisis
@@ -141,12 +148,10 @@ async def _relay(
         if not stream or response.status >= 400:
             data = await response.read()
             headers.append((b"content-length", str(len(data)).encode()))
-            await send(
-                {"type": "http.response.start", "status": response.status, "headers": headers}
-            )
-            await send({"type": "http.response.body", "body": data})
+            await send(_start(response.status, headers))
+            await send(_body(data))
             return
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send(_start(response.status, headers))
         # The server ignores sends to a client that has gone, so watch for it: an abandoned
         # stream must not keep its engine slot and its engine generating.
         gone = asyncio.ensure_future(_client_gone(receive))
@@ -157,17 +162,17 @@ async def _relay(
                     break
                 if ttft is None:
                     ttft = time.perf_counter() - dispatch.started
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send(_body(chunk, more=True))
         except Exception as exc:  # the engine died mid-stream: tell the client in-band
             outcome = "stream_error"
             log.warning("stream from %s broke: %s", dispatch.engine_id, type(exc).__name__)
-            await send({"type": "http.response.body", "body": _stream_error(), "more_body": True})
+            await send(_body(_stream_error(), more=True))
         finally:
             gone.cancel()
         if outcome == "client_gone":
             await response.aclose()  # drops the engine connection: the engine stops generating
             return
-        await send({"type": "http.response.body", "body": b""})
+        await send(_body(b""))
     except OSError:
         outcome = "client_gone"
     finally:
@@ -202,20 +207,21 @@ async def _read_body(receive: Receive) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
+        received = await receive()
+        if received["type"] == "http.disconnect":
             raise BadRequest("The client went away before sending the request body.")
-        chunk = message.get("body", b"")  # type: ignore[union-attr]
+        message = cast("HTTPRequestEvent", received)
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise BadRequest(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
         chunks.append(chunk)
-        if not message.get("more_body", False):  # type: ignore[union-attr]
+        if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:  # type: ignore[typeddict-item]
+    for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")
     return None
@@ -223,5 +229,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 async def _send_error(send: Send, exc: ApplianceError, *, status: int | None = None) -> None:
     code, headers, body = error_parts(exc)
-    await send({"type": "http.response.start", "status": status or code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send(_start(status or code, headers))
+    await send(_body(body))
+
+
+def _start(status: int, headers: list[tuple[bytes, bytes]]) -> HTTPResponseStartEvent:
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def _body(data: bytes, *, more: bool = False) -> HTTPResponseBodyEvent:
+    return {"type": "http.response.body", "body": data, "more_body": more}

@@ -24,7 +24,7 @@ class Base(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Common options for every config section."""
 
 
-class ServerConfig(Base, kw_only=True):
+class ServerConfig(Base, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = 8000
     data_dir: str = "var"
@@ -33,7 +33,7 @@ class ServerConfig(Base, kw_only=True):
     shutdown_grace_s: Positive = 10.0
 
 
-class LLMSettings(Base, kw_only=True):
+class LLMSettings(Base, frozen=True, kw_only=True):
     """Connection settings; names follow the service guide's LLM_* variables."""
 
     timeout: Positive = 30.0
@@ -43,7 +43,7 @@ class LLMSettings(Base, kw_only=True):
     circuit_breaker_timeout: Positive = 60.0
 
 
-class SimSettings(Base, kw_only=True):
+class SimSettings(Base, frozen=True, kw_only=True):
     """Knobs of the simulator engine: its latency model and its faults."""
 
     # Latency model. `None` means: derive from the model's size class (the guide's tokens/s).
@@ -66,7 +66,7 @@ class SimSettings(Base, kw_only=True):
     legacy_metric_names: bool = False
 
 
-class EngineConfig(Base, kw_only=True):
+class EngineConfig(Base, frozen=True, kw_only=True):
     """One model server: launched (`vllm`, `sim`) or reached (`external`)."""
 
     id: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -101,7 +101,7 @@ class EngineConfig(Base, kw_only=True):
         return (self.name, *self.aliases)
 
 
-class ExpectedRow(Base, kw_only=True):
+class ExpectedRow(Base, frozen=True, kw_only=True):
     """One row of the service guide's expected-performance table."""
 
     model_size: str
@@ -109,7 +109,7 @@ class ExpectedRow(Base, kw_only=True):
     tokens_per_s: tuple[Positive, Positive]
 
 
-class AgentConfig(Base, kw_only=True):
+class AgentConfig(Base, frozen=True, kw_only=True):
     """Settings shared by every profile: prompt, sampling, objective."""
 
     max_tokens: Annotated[int, Meta(ge=1)] = 512
@@ -121,12 +121,12 @@ class AgentConfig(Base, kw_only=True):
     fallbacks: tuple[str, ...] = ()
 
 
-class AgentModels(Base, kw_only=True):
+class AgentModels(Base, frozen=True, kw_only=True):
     model: str
     fallbacks: tuple[str, ...] = ()
 
 
-class CatalogEntry(Base, kw_only=True):
+class CatalogEntry(Base, frozen=True, kw_only=True):
     """What the placement planner and the simulator need to know of a model."""
 
     params_b: Positive
@@ -141,7 +141,7 @@ class CatalogEntry(Base, kw_only=True):
     weight_dtype: Literal["float16", "bfloat16", "fp8", "int4"] = "bfloat16"
 
 
-class ProfileConfig(Base, kw_only=True):
+class ProfileConfig(Base, frozen=True, kw_only=True):
     description: str = ""
     # Declared hardware, for what-if planning: "2xA100-40GB", "1xH100-80GB", or "none".
     gpus: str = "none"
@@ -152,7 +152,7 @@ class ProfileConfig(Base, kw_only=True):
     engines: tuple[EngineConfig, ...]
 
 
-class SecurityConfig(Base, kw_only=True):
+class SecurityConfig(Base, frozen=True, kw_only=True):
     """Who may call the appliance's own API."""
 
     # Keys as literal strings; prefer `api_keys_env`.
@@ -164,7 +164,7 @@ class SecurityConfig(Base, kw_only=True):
     rate_limit_burst: Annotated[int, Meta(ge=1)] = 20
 
 
-class AdmissionConfig(Base, kw_only=True):
+class AdmissionConfig(Base, frozen=True, kw_only=True):
     """Backpressure: how much each engine takes and how long work may wait."""
 
     enabled: bool = True
@@ -234,7 +234,7 @@ class SafetyConfig(Base, frozen=True, kw_only=True):
     cache_size: Annotated[int, Meta(ge=1)] = 1024
 
 
-class BenchConfig(Base, kw_only=True):
+class BenchConfig(Base, frozen=True, kw_only=True):
     """Scheduled benchmarks: when they run, how much load they make, what counts as a regression."""
 
     enabled: bool = True
@@ -269,7 +269,7 @@ class BenchConfig(Base, kw_only=True):
                 )
 
 
-class RawConfig(Base, kw_only=True):
+class RawConfig(Base, frozen=True, kw_only=True):
     """`models.toml` as written."""
 
     server: ServerConfig = ServerConfig()
@@ -284,7 +284,7 @@ class RawConfig(Base, kw_only=True):
     profiles: dict[str, ProfileConfig]
 
 
-class Config(Base, kw_only=True):
+class Config(Base, frozen=True, kw_only=True):
     """The resolved configuration the appliance runs with."""
 
     source: str
