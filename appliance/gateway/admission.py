@@ -10,18 +10,21 @@ queue is standing: see `EngineGate._next`).
 
 Outcomes, for a request of class c on engine e (score: `appliance.monitor.saturation`):
 
-1. reroute: `assess` sends the request to the next model of its chain when e's breaker is open or
-   its score for c reaches `reroute_at`, if the chain has a next model;
+1. reroute: `assess` sends the request to the next model of its chain, if the chain has one,
+   when e's breaker is open or its score for c reaches `reroute_at`; the guardrail only when it
+   could not start at once (its reserve and its priority make waiting briefly on its own, fast
+   engine better than moving to a slower one);
 2. admit: a free slot for c and nobody of c's class or higher waiting: no wait at all;
 3. shed, 503 `Overloaded` with Retry-After: analysis and benchmark requests at once when the score
    reaches `shed_at` (lower classes are shed first); any class when the queue is full and nobody
    less important waits (else the least important, newest waiter is shed to make room); and any
    request still waiting at its deadline;
-4. otherwise wait in the queue until its deadline: min(`queue_timeout_s`, the class's P95
-   objective) less the time the class's requests now take on the engine (their median, from the
-   latency windows), but never less than a quarter of that bound. A request that has waited so long
-   it cannot meet its objective any more is lost anyway; shed, it at least hears so early, with
-   Retry-After, and the waiters behind it get their turn while they can still make it.
+4. otherwise wait in the queue until its deadline: for Kai and the analyses, min(`queue_timeout_s`,
+   the class's P95 objective) less the time the class's requests now take on the engine (their
+   median, from the latency windows), but never less than a quarter of that bound. A request that
+   has waited so long it cannot meet its objective any more is lost anyway; shed, it at least hears
+   so early, with Retry-After, and the waiters behind it get their turn while they can still make
+   it. The guardrail waits up to `queue_timeout_s`: a late safety check beats none.
 
 Everything here runs on the event loop: no locks, and the path without waiting never suspends.
 """
@@ -49,7 +52,6 @@ REROUTE_BREAKER = Decision(reroute=True, reason="circuit breaker open")
 MIN_DEADLINE_SHARE = 0.25
 # The agents whose objective bounds each class's wait (the most patient one for analysis).
 _CLASS_AGENTS: dict[Priority, tuple[str, ...]] = {
-    Priority.GUARDRAIL: ("guardrail",),
     Priority.INTERACTIVE: ("kai",),
     Priority.ANALYSIS: ("genetic", "wellness"),
     Priority.BENCHMARK: (),
@@ -126,11 +128,12 @@ class EngineGate:
         self._known = signal.known
 
     def plan_deadlines(self, service_s: list[float | None]) -> None:
-        """Each class's deadline from its bound and its current service time (None: unknown)."""
+        """Each class's deadline from its bound and its current service time (None: unknown).
+        The guardrail keeps its bound: a late safety check beats none."""
         for p, (bound, service) in enumerate(
             zip(self.settings.deadlines_s, service_s, strict=True)
         ):
-            if service is None or math.isinf(bound):
+            if service is None or math.isinf(bound) or p == Priority.GUARDRAIL:
                 self.deadlines[p] = bound
             else:
                 self.deadlines[p] = max(bound * MIN_DEADLINE_SHARE, bound - service)
@@ -151,12 +154,16 @@ class EngineGate:
 
     # -- slots -----------------------------------------------------------------------------------
 
+    def can_start(self, priority: int) -> bool:
+        """A slot for this class now, with nobody of its class or above waiting for one."""
+        return self.in_flight < self.ceilings[priority] and not (
+            self.waiting and self._waiting_at_or_above(priority)
+        )
+
     async def acquire(self, priority: int) -> Permit:
         if priority >= Priority.ANALYSIS and self.score(priority) >= self.settings.shed_at:
             raise self._shed(priority, "saturated")
-        if self.in_flight < self.ceilings[priority] and not (
-            self.waiting and self._waiting_at_or_above(priority)
-        ):
+        if self.can_start(priority):
             self.in_flight += 1
             self.admitted[priority] += 1
             return self._permits[priority]
@@ -303,7 +310,11 @@ class AdmissionController:
         if breaker is not None and breaker.state is BreakerState.OPEN:
             gate.count_reroute(priority, "breaker")
             return REROUTE_BREAKER
-        if gate.score(priority) >= self._reroute_at:
+        if priority == Priority.GUARDRAIL:
+            saturated = not gate.can_start(priority)
+        else:
+            saturated = gate.score(priority) >= self._reroute_at
+        if saturated:
             gate.count_reroute(priority, "saturated")
             return REROUTE_SATURATED
         return ADMIT
@@ -350,8 +361,8 @@ def gate_settings(config: Config, engine: EngineConfig, *, guarded: bool) -> Gat
     admission: AdmissionConfig = config.admission
     capacity = admission.max_concurrency or engine.max_num_seqs
     reserve = min(math.ceil(capacity * admission.guardrail_reserve), capacity - 1) if guarded else 0
-    deadlines = []
-    for p in CLASSES:
+    deadlines = [admission.queue_timeout_s]  # the guardrail: a late check beats none
+    for p in CLASSES[1:]:
         objectives = [objective_s(config, agent, engine) for agent in _CLASS_AGENTS[p]]
         bound = max(objectives) if objectives and min(objectives) > 0 else math.inf
         deadlines.append(min(admission.queue_timeout_s, bound))
