@@ -110,6 +110,13 @@ class BenchService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._store is not None and self._current is not None:
+            # A run cancelled before its first step never reached its own handler.
+            row = await self._store.get_run(self._current)
+            if row is not None and row.status == "running":
+                await self._store.finish_run(
+                    row.id, "interrupted", reason="stopped before it finished"
+                )
         if self._store is not None:
             await self._store.close()
             self._store = None
