@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.config.app import AppConfig
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
 from appliance.bench.execute import RunParams
 from appliance.bench.report import MEDIA_TYPES
@@ -37,23 +37,23 @@ def _service(request: Request[Any, Any, Any]) -> BenchService:
 @get("/")
 async def list_benchmarks(
     request: Request[Any, Any, Any],
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
-    kind: str | None = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+    kind: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
     runs = await _service(request).list(limit=limit, kind=kind)
     return {"object": "list", "data": [msgspec.to_builtins(r) for r in runs]}
 
 
 @get("/{run_id:int}")
-async def get_benchmark(request: Request[Any, Any, Any], run_id: int) -> dict[str, Any]:
+async def get_benchmark(request: Request[Any, Any, Any], run_id: FromPath[int]) -> dict[str, Any]:
     return await _service(request).get(run_id)
 
 
 @get("/{run_id:int}/report")
 async def benchmark_report(
     request: Request[Any, Any, Any],
-    run_id: int,
-    fmt: Annotated[str, Parameter(query="format")] = "json",
+    run_id: Annotated[int, PathParameter()],
+    fmt: Annotated[str, QueryParameter(name="format")] = "json",
 ) -> Response[str]:
     if fmt not in MEDIA_TYPES:
         raise BadRequest(f"Unknown report format {fmt!r}; use json, md or html.")
@@ -63,7 +63,7 @@ async def benchmark_report(
 
 @post("/", status_code=202)
 async def start_benchmark(
-    request: Request[Any, Any, Any], data: RunParams | None = None
+    request: Request[Any, Any, Any], data: JSONBody[RunParams | None] = None
 ) -> dict[str, Any]:
     params = data or RunParams()
     service = _service(request)
