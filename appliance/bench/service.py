@@ -175,6 +175,25 @@ class BenchService:
             log.error("benchmark run %s failed: %s: %s", bench_run.run_id, type(exc).__name__, exc)
         else:
             log.info("benchmark run %s finished", bench_run.run_id)
+        if bench_run.run_id is not None:
+            try:
+                await self.write_reports(bench_run.run_id)
+            except (OSError, ApplianceError) as exc:
+                log.warning("benchmark run %s: reports not written: %s", bench_run.run_id, exc)
+
+    def reports_dir(self) -> Path:
+        path = Path(self.config.bench.reports_dir)
+        return path if path.is_absolute() else Path(self.config.server.data_dir) / path
+
+    async def write_reports(self, run_id: int) -> list[Path]:
+        """The run's HTML and JSON reports into `[bench].reports_dir`, for whoever plans capacity."""
+        run = await self._run(run_id)
+        files = []
+        for fmt in ("html", "json"):
+            path = self.reports_dir() / f"run-{run_id:05d}-{run.kind}.{fmt}"
+            await asyncio.to_thread(_write, path, await self.report(run_id, fmt))
+            files.append(path)
+        return files
 
     async def _refuse_if_busy(self) -> None:
         if self.current_run is not None:
@@ -249,6 +268,13 @@ class BenchService:
         if run is None:
             raise BenchmarkNotFound(f"No benchmark run {run_id}.")
         return run
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _params(kind: str, params: RunParams | Mapping[str, Any] | None) -> RunParams:

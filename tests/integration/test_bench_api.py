@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.datastructures import State
@@ -51,6 +52,8 @@ async def finished(client: AsyncTestClient[Any], run_id: int) -> dict[str, Any]:
 
 async def test_the_benchmarks_routes(sim: SimEngine, tmp_path: Path) -> None:
     config = load_config(SHIPPED, env={})
+    server = msgspec.structs.replace(config.server, data_dir=str(tmp_path / "var"))
+    config = msgspec.structs.replace(config, server=server)
     targets = {
         a: Target(agent=a, base_url=sim.base_url, model=sim.model, api_key=KEY, time_scale=0.02)
         for a in AGENTS

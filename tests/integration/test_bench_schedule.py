@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 from apscheduler.triggers.date import DateTrigger
 
@@ -30,6 +31,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimEngine]:
 
 def bench_service(sim: SimEngine, db: Path, live: list[int]) -> BenchService:
     config = load_config(SHIPPED, env={})
+    server = msgspec.structs.replace(config.server, data_dir=str(db.parent))
+    config = msgspec.structs.replace(config, server=server)
     targets = {
         a: Target(agent=a, base_url=sim.base_url, model=sim.model, api_key=KEY, time_scale=0.02)
         for a in AGENTS
@@ -66,6 +69,8 @@ async def test_a_scheduled_probe_fires_and_is_stored(sim: SimEngine, tmp_path: P
         assert all(s["completed"] == svc.config.bench.probe_requests for s in run["summaries"])
         samples = await svc.store.samples(run_id)
         assert len(samples) == 4 * svc.config.bench.probe_requests
+        html = svc.reports_dir() / f"run-{run_id:05d}-probe.html"
+        assert (await asyncio.to_thread(html.read_text)).startswith("<!DOCTYPE html>")
     finally:
         await svc.stop()
 

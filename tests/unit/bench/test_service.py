@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from appliance.bench.client import Target
@@ -23,8 +24,10 @@ AGENTS = ("kai", "guardrail", "genetic", "wellness")
 
 
 @pytest.fixture
-def config() -> Config:
-    return load_config(SHIPPED, env={})
+def config(tmp_path: Path) -> Config:
+    config = load_config(SHIPPED, env={})
+    server = msgspec.structs.replace(config.server, data_dir=str(tmp_path / "var"))
+    return msgspec.structs.replace(config, server=server)
 
 
 class Silent:
@@ -94,6 +97,8 @@ async def test_a_run_against_nothing_fails_with_the_reason(config: Config, tmp_p
         assert len(run["summaries"]) == 4  # one per agent, no mix in a probe
         listed = await svc.list()
         assert [r.id for r in listed] == [run_id]
+        reports = sorted(p.name for p in svc.reports_dir().iterdir())
+        assert reports == [f"run-{run_id:05d}-probe.html", f"run-{run_id:05d}-probe.json"]
     finally:
         await svc.stop()
 
