@@ -1,5 +1,8 @@
 """One streamed chat completion, timed chunk by chunk.
 
+Through the appliance, the `x-appliance-model` and `x-appliance-fallback` response headers say
+which model answered; a sample is filed under that model and marked when it was a fallback.
+
 Timing follows `vllm bench serve`: time to first token is when the first chunk carrying text
 arrives, inter-token latency is the gap between successive text chunks, end-to-end latency runs
 from sending the request to the end of the stream; token counts come from the final usage chunk
@@ -136,11 +139,13 @@ class StreamClient:
         timing = _Timing(self._clock())
         error: str | None = None
         usage: _Usage | None = None
+        served: tuple[str, bool] | None = None
         try:
             url = target.base_url.rstrip("/") + "/chat/completions"
             async with self._http.stream(
                 "POST", url, json=payload(target, req), headers=headers(target)
             ) as resp:
+                served = _served(resp)
                 if resp.status_code != 200:
                     error = _status_error(resp.status_code, await _read_capped(resp))
                 else:
@@ -152,7 +157,9 @@ class StreamClient:
         except httpx2.HTTPError as exc:
             error = _snake(type(exc).__name__)
         timing.end = self._clock()
-        return timing.sample(target, req, phase=phase, seq=seq, t0=t0, usage=usage, error=error)
+        return timing.sample(
+            target, req, phase=phase, seq=seq, t0=t0, usage=usage, error=error, served=served
+        )
 
     async def _consume(
         self, resp: httpx2.Response, timing: _Timing
@@ -209,6 +216,7 @@ class _Timing:
         t0: float,
         usage: _Usage | None,
         error: str | None,
+        served: tuple[str, bool] | None = None,
     ) -> Sample:
         k = 1.0 / target.time_scale
         completion = usage.completion_tokens if usage else self.chunks
@@ -216,7 +224,7 @@ class _Timing:
             phase=phase,
             seq=seq,
             agent=req.agent,
-            model=target.model_name,
+            model=served[0] if served else target.model_name,
             start_s=(self.start - t0) * k,
             ttft_s=((self.first - self.start) * k) if self.first is not None else 0.0,
             e2el_s=(self.end - self.start) * k,
@@ -224,8 +232,16 @@ class _Timing:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=completion if error is None else 0,
             ok=error is None,
+            fallback=bool(served and served[1]),
             error=error,
         )
+
+
+def _served(resp: httpx2.Response) -> tuple[str, bool] | None:
+    model = resp.headers.get("x-appliance-model")
+    if not model:
+        return None
+    return model, resp.headers.get("x-appliance-fallback", "").lower() == "true"
 
 
 async def _read_capped(resp: httpx2.Response, limit: int = 16384) -> bytes:

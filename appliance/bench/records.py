@@ -32,6 +32,8 @@ class Sample(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ok: bool = True
+    # The appliance answered from a fallback model (`model` is then the one that answered).
+    fallback: bool = False
     # Status and error type only ("http_503 overloaded_error", "timeout"); never message text.
     error: str | None = None
 

@@ -105,6 +105,8 @@ def summarize(samples: Iterable[Sample], duration_s: float, slo: Slo | None = No
     for name, values in zip(METRICS, (ttfts, tpots, itls, e2els), strict=True):
         _describe(name, values, result)
     result["error_rate"] = result["failed"] / len(samples) if samples else 0.0
+    # Share of answers that came from a fallback model (through the appliance only).
+    result["fallback_rate"] = sum(1 for s in good if s.fallback) / len(good) if good else 0.0
     mtpot = result["median_tpot_ms"]
     # Decode speed one user sees, in the guide's sense of "tokens/s": 1 / median TPOT.
     result["tokens_per_s"] = 1000.0 / mtpot if mtpot > 0 else 0.0

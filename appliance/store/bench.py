@@ -95,7 +95,7 @@ _RUNS_LATEST = _SELECT_RUNS + "ORDER BY id DESC LIMIT ?"
 _RUNS_LATEST_OF_KIND = _SELECT_RUNS + "WHERE kind = ? ORDER BY id DESC LIMIT ?"
 _SELECT_SAMPLES = (
     "SELECT phase, seq, agent, model, start_s, ttft_s, e2el_s, itl_s, prompt_tokens, "
-    "completion_tokens, ok, error FROM samples WHERE run_id = ? "
+    "completion_tokens, ok, error, fallback FROM samples WHERE run_id = ? "
 )
 _SAMPLES_OF_RUN = _SELECT_SAMPLES + "ORDER BY seq"
 _SAMPLES_OF_PHASE = _SELECT_SAMPLES + "AND phase = ? ORDER BY seq"
@@ -260,6 +260,7 @@ class BenchStore:
                 s.completion_tokens,
                 int(s.ok),
                 s.error,
+                int(s.fallback),
             )
             for s in samples
         ]
@@ -267,8 +268,8 @@ class BenchStore:
         try:
             await self._conn.executemany(
                 "INSERT OR REPLACE INTO samples (run_id, seq, phase, agent, model, start_s, "
-                "ttft_s, e2el_s, itl_s, prompt_tokens, completion_tokens, ok, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "ttft_s, e2el_s, itl_s, prompt_tokens, completion_tokens, ok, error, fallback) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         except BaseException:
@@ -297,6 +298,7 @@ class BenchStore:
                     completion_tokens=r[9],
                     ok=bool(r[10]),
                     error=r[11],
+                    fallback=bool(r[12]),
                 )
                 for r in await cur.fetchall()
             ]

@@ -81,6 +81,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX summaries_run ON summaries(run_id, phase);
     CREATE INDEX summaries_comparable ON summaries(scope, agent, model, mode, concurrency, rate);
     """,
+    # 3: which answers came from a fallback model (the appliance says so in a response header).
+    """
+    ALTER TABLE samples ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

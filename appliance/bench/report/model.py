@@ -227,6 +227,7 @@ def report_json(report: Report) -> dict[str, Any]:
                 "request_rate": h.row.rate,
                 "p95_e2el_s": h.row.p95_s,
                 "tokens_per_s": h.row.metrics["tokens_per_s"],
+                "fallback_rate": h.row.metrics.get("fallback_rate", 0.0),
                 "p95_verdict": msgspec.to_builtins(h.row.p95),
                 "tokens_per_s_verdict": msgspec.to_builtins(h.row.tokens_per_s),
                 "capacity": h.capacity,

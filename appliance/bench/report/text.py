@@ -36,6 +36,7 @@ RESULTS_HEADER = (
     "E2EL p95 (s)",
     "E2EL p99 (s)",
     "Goodput (req/s)",
+    "Fallback",
 )
 NA = "\u2013"  # en dash: "none" in a table cell, "to" in a range
 CAPACITY_HEADER = (
@@ -58,6 +59,10 @@ def band(values: Any, unit: str = "") -> str:
     return f"{low:g}{NA}{high:g}{unit}"
 
 
+def percent(share: float) -> str:
+    return f"{100 * share:.0f}%" if share else "0"
+
+
 def verdict_text(v: Verdict | None) -> str:
     return v.describe() if v is not None else NA
 
@@ -73,9 +78,10 @@ def capacity_cell(cap: dict[str, Any] | None) -> str:
 
 def summary_cells(h: Headline) -> list[str]:
     m = h.row.metrics
+    share = m.get("fallback_rate", 0.0)
     return [
         h.agent,
-        h.row.model,
+        h.row.model + (f" ({percent(share)} by fallback)" if share else ""),
         load(h.row) + (" (in mix)" if h.row.scope != h.agent else ""),
         f"{h.row.p95_s:.2f}",
         band(h.expected["p95_s"], " s"),
@@ -107,6 +113,7 @@ def result_cells(r: Row) -> list[str]:
         f"{m['p95_e2el_ms'] / 1000:.2f}",
         f"{m['p99_e2el_ms'] / 1000:.2f}",
         NA if goodput is None else f"{goodput:.2f}",
+        percent(m.get("fallback_rate", 0.0)),
     ]
 
 

@@ -165,3 +165,14 @@ async def test_direct_engine_targets_get_a_synthetic_system_prompt() -> None:
     first = json.loads(seen[0].content)["messages"][0]
     assert first["role"] == "system" and first["content"].startswith("(synthetic system prompt)")
     assert "authorization" not in seen[0].headers  # no key given, none sent
+
+
+async def test_the_answering_model_and_fallbacks_come_from_the_appliance_headers() -> None:
+    headers = {"x-appliance-model": "llama-3.1-8b-instruct", "x-appliance-fallback": "true"}
+    async with client_for(lambda r: httpx2.Response(200, content=STREAM, headers=headers)) as c:
+        s = await c.send(target(), REQ, phase=0, seq=0, t0=0.0)
+    assert s.ok and s.fallback and s.model == "llama-3.1-8b-instruct"
+    plain = {"x-appliance-model": "llama-3.1-70b-instruct", "x-appliance-fallback": "false"}
+    async with client_for(lambda r: httpx2.Response(200, content=STREAM, headers=plain)) as c:
+        s = await c.send(target(), REQ, phase=0, seq=0, t0=0.0)
+    assert not s.fallback and s.model == "llama-3.1-70b-instruct"

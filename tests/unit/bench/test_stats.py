@@ -109,6 +109,16 @@ def test_goodput_counts_requests_meeting_every_slo() -> None:
     assert not Slo(e2el_s=0.99).met_by(samples[0])
 
 
+def test_fallback_rate_is_the_share_of_completed_answers_from_a_fallback() -> None:
+    import msgspec
+
+    plain = sample(0.1, 1.0, 11)
+    moved = msgspec.structs.replace(plain, fallback=True)
+    failed = sample(0.0, 0.5, 0, ok=False)
+    assert summarize([plain, moved, moved, failed], 1.0)["fallback_rate"] == pytest.approx(2 / 3)
+    assert summarize([plain], 1.0)["fallback_rate"] == 0.0
+
+
 def test_summarize_of_nothing_is_zeros_not_errors() -> None:
     m = summarize([], duration_s=0.0)
     assert m["completed"] == 0 and m["request_throughput"] == 0.0

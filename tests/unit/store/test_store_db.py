@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.store.bench import BenchStore
 from appliance.store.db import StoreError, open_db, schema_version
 from appliance.store.migrations import LATEST, MIGRATIONS
 
@@ -33,18 +34,25 @@ async def test_existing_database_is_upgraded_in_order_and_keeps_its_rows(tmp_pat
         "INSERT INTO runs (kind, trigger, status, started_at) "
         "VALUES ('run', 'manual', 'completed', '2024-01-01T00:00:00Z')"
     )
+    await old.execute(
+        "INSERT INTO samples (run_id, seq, phase, agent, model, start_s, ttft_s, e2el_s, itl_s, "
+        "prompt_tokens, completion_tokens, ok) VALUES (1, 0, 0, 'kai', 'm', 0, 0.1, 1, '[]', 5, 6, 1)"
+    )
     assert await schema_version(old) == 1
     await old.close()
 
-    conn = await open_db(path)
+    store = await BenchStore.open(path)
     try:
+        conn = store._conn
         assert await schema_version(conn) == LATEST
         async with conn.execute("SELECT count(*) FROM runs") as cur:
             assert (await cur.fetchone())[0] == 1
         async with conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'") as cur:
             assert "summaries_comparable" in {r[0] for r in await cur.fetchall()}
+        (kept,) = await store.samples(1)  # read through the new columns
+        assert (kept.completion_tokens, kept.fallback) == (6, False)
     finally:
-        await conn.close()
+        await store.close()
 
 
 async def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
