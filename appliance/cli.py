@@ -75,18 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _optional_commands(sub: Any) -> None:
     """Commands whose code lives with their concern."""
-    import importlib
+    from appliance.bench.cli import add_bench_parser
+    from appliance.gateway.admin_cli import add_breaker_parser
+    from appliance.placement.cli import add_plan_parser
 
-    for module, function in (
-        ("appliance.placement.cli", "add_plan_parser"),
-        ("appliance.bench.cli", "add_bench_parser"),
-        ("appliance.gateway.admin_cli", "add_breaker_parser"),
-    ):
-        try:
-            add = getattr(importlib.import_module(module), function)
-        except (ModuleNotFoundError, AttributeError):
-            continue
-        add(sub)
+    add_plan_parser(sub)
+    add_bench_parser(sub)
+    add_breaker_parser(sub)
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
