@@ -26,7 +26,9 @@ def main(argv: list[str]) -> int:
             print(f"== {name} failed", flush=True)
             return 1
     print("== pytest", flush=True)
-    return subprocess.run([PY, "-m", "pytest", "-p", "no:cacheprovider", *argv], cwd=ROOT).returncode
+    return subprocess.run(
+        [PY, "-m", "pytest", "-p", "no:cacheprovider", *argv], cwd=ROOT
+    ).returncode
 
 
 if __name__ == "__main__":
