@@ -8,6 +8,7 @@ own benchmark output. Empty inputs give 0, as vLLM's `np.mean(xs or 0)` does.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -105,6 +106,10 @@ def summarize(samples: Iterable[Sample], duration_s: float, slo: Slo | None = No
     for name, values in zip(METRICS, (ttfts, tpots, itls, e2els), strict=True):
         _describe(name, values, result)
     result["error_rate"] = result["failed"] / len(samples) if samples else 0.0
+    # Failures by status and error type, most frequent first.
+    result["error_counts"] = dict(
+        Counter(s.error or "error" for s in samples if not s.ok).most_common()
+    )
     # Share of answers that came from a fallback model (through the appliance only).
     result["fallback_rate"] = sum(1 for s in good if s.fallback) / len(good) if good else 0.0
     mtpot = result["median_tpot_ms"]

@@ -358,7 +358,7 @@ class BenchStore:
         async with self._conn.execute(
             "SELECT s.run_id, r.started_at, s.p95_e2el_ms, s.tokens_per_s, s.error_rate "
             "FROM summaries s JOIN runs r ON r.id = s.run_id "
-            "WHERE r.status = 'completed' AND r.profile = ? AND s.run_id < ? "
+            "WHERE r.status = 'completed' AND r.profile = ? AND s.run_id < ? AND s.completed > 0 "
             "AND s.scope = ? AND s.agent IS ? AND s.model = ? AND s.mode = ? "
             "AND s.concurrency IS ? AND s.rate IS ? "
             "ORDER BY s.run_id DESC LIMIT ?",

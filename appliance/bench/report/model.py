@@ -160,10 +160,14 @@ def _row(s: SummaryRow | PhaseResult, expected: dict[str, Any]) -> Row:
 
 
 def _headline_row(rows: Sequence[Row], agent: str) -> Row | None:
-    """The agent alone at its lowest load; else the agent within the mix at its lowest load."""
-    own = [r for r in rows if r.scope == agent and r.agent == agent and r.metrics["completed"]]
-    mixed = [r for r in rows if r.scope == MIX and r.agent == agent and r.metrics["completed"]]
-    pool = own or mixed
+    """The agent alone at its lowest load; else the agent within the mix at its lowest load;
+    a line with no answer at all only when nothing better exists (it says why)."""
+    own = [r for r in rows if r.scope == agent and r.agent == agent]
+    mixed = [r for r in rows if r.scope == MIX and r.agent == agent]
+    answered = [r for r in own if r.metrics["completed"]] or [
+        r for r in mixed if r.metrics["completed"]
+    ]
+    pool = answered or own or mixed
     return min(pool, key=lambda r: (r.concurrency or 0, r.rate or 0.0, r.phase)) if pool else None
 
 

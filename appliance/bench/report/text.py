@@ -76,9 +76,28 @@ def capacity_cell(cap: dict[str, Any] | None) -> str:
     return f"c={cap['max_concurrency']}, {cap['request_rate']:.2f} req/s"
 
 
+def failure_text(metrics: dict[str, Any]) -> str:
+    counts = metrics.get("error_counts") or {}
+    top = next(iter(counts), "error")
+    return f"no answer: {metrics['failed']} failed, mostly {top}"
+
+
 def summary_cells(h: Headline) -> list[str]:
     m = h.row.metrics
     share = m.get("fallback_rate", 0.0)
+    if not m["completed"]:
+        return [
+            h.agent,
+            h.row.model,
+            load(h.row),
+            NA,
+            band(h.expected["p95_s"], " s"),
+            failure_text(m),
+            NA,
+            band(h.expected["tokens_per_s"]),
+            NA,
+            capacity_cell(h.capacity),
+        ]
     return [
         h.agent,
         h.row.model + (f" ({percent(share)} by fallback)" if share else ""),

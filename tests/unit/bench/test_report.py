@@ -184,6 +184,32 @@ async def test_markdown_and_json_renderings(store: BenchStore) -> None:
         render(report, "pdf")  # type: ignore[arg-type]
 
 
+async def test_an_agent_without_answers_still_has_its_line_saying_why(store: BenchStore) -> None:
+    run_id = await store.create_run("run", "api", params(), META)
+    shed = [
+        msgspec.structs.replace(s, ok=False, error="http_503 overloaded_error", completion_tokens=0)
+        for s in samples("wellness", 0.01)
+    ]
+    failed = PhaseResult(
+        phase=0,
+        scope="wellness",
+        agent="wellness",
+        model=MODELS["wellness"],
+        mode="concurrency",
+        concurrency=1,
+        rate=None,
+        metrics=summarize(shed, 1.0),
+    )
+    await store.add_summaries(run_id, [failed, result("kai", 6.0, phase=1)])
+    await store.finish_run(run_id, "completed")
+    md = render(await report_for(store, run_id), "md")
+    assert "| wellness | llama-3.1-70b-instruct | c=1 | \u2013 |" in md
+    assert "no answer: 5 failed, mostly http_503 overloaded_error" in md
+    later = await stored_run(store, {"wellness": 6.0})
+    wellness = (await report_for(store, later)).headlines[0]
+    assert wellness.trend == []  # a level with no answers is no history
+
+
 async def test_an_interrupted_run_reports_the_phase_it_was_in(store: BenchStore) -> None:
     run_id = await store.create_run("run", "api", params(), META)
     await store.add_phase(
