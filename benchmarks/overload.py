@@ -7,7 +7,9 @@ turn checks the user's message with the Guardrail, asks Kai, checks Kai's answer
 turn also runs a Genetic or a Wellness analysis. Answers have the lengths the service guide's P95
 table implies (a short verdict, about a hundred tokens for Kai), sent with `ignore_eos`.
 
-Capacity is computed from the simulator's latency model: the turns per second the busiest engine
+The guide's timeouts (LLM_TIMEOUT, LLM_RETRY_DELAY, the breaker's timeout) and the admission's
+queue timeout are scaled like the engines, so everything runs as on the modelled hardware, only
+faster. Capacity is computed from the simulator's latency model: the turns per second the busiest engine
 finishes with every sequence slot full, agents on their primary models. For each run it prints:
 
 - goodput: answered requests that met their agent's P95 objective (the guide's upper figure), per
@@ -102,6 +104,18 @@ def write_config(
             rf"^port = {engine_port}$", f"port = {free_port()}", text, count=1, flags=re.M
         )
     text = text.replace('kind = "sim"', f'kind = "sim"\nsim.time_scale = {time_scale}')
+    shipped = load_config(ROOT / "models.toml", profile="sim", env={})
+    # The guide's timeouts pass as fast as the modelled time does.
+    scaled = {
+        "timeout": shipped.llm.timeout,
+        "retry_delay": shipped.llm.retry_delay,
+        "circuit_breaker_timeout": shipped.llm.circuit_breaker_timeout,
+        "queue_timeout_s": shipped.admission.queue_timeout_s,
+    }
+    for key, value in scaled.items():
+        text = re.sub(
+            rf"^{key} = .*$", f"{key} = {value * time_scale!r}", text, count=1, flags=re.M
+        )
     path = directory / "models.toml"
     path.write_text(text)
     config = load_config(path, profile=profile_name(profile), env={})
@@ -110,6 +124,8 @@ def write_config(
         config.bench.enabled is False,
         config.server.port == port,
         all(e.sim.time_scale == time_scale for e in config.engines if e.kind == "sim"),
+        config.llm.timeout == scaled["timeout"] * time_scale,
+        config.admission.queue_timeout_s == scaled["queue_timeout_s"] * time_scale,
     )
     if not all(checks):
         raise SystemExit("models.toml changed shape: the benchmark could not set its options")

@@ -3,10 +3,12 @@
 Each engine has a gate with `capacity` slots (`[admission].max_concurrency`, by default the engine's
 `max_num_seqs`, so the engine itself never queues the appliance's work).
 
-Classes (`Priority`): on engines that serve the guardrail, `guardrail_reserve` of the slots are the
-guardrail's alone, so a safety check never waits behind Kai's long generations; every other class
-may fill the rest. Waiting requests are served most important first, then first come (newest first while the
-queue is standing: see `EngineGate._next`).
+Classes (`Priority`): on engines that serve the guardrail, a reserve of slots is the guardrail's
+alone, so a safety check never waits behind Kai's long generations; every other class may fill the
+rest. The reserve is `guardrail_reserve` of the slots, or more when the guardrail's own traffic
+needs more (the monitor sizes it from the guardrail's arrival rate and answer time: see
+`guardrail_slots`). Waiting requests are served most important first, then first come (below the
+guardrail, newest first while the queue is standing: see `EngineGate._next`).
 
 Outcomes, for a request of class c on engine e (score: `appliance.monitor.saturation`):
 
@@ -87,7 +89,8 @@ class GateSettings:
     capacity: int
     reserve: int
     queue_size: int
-    deadlines_s: tuple[float, ...]  # per class: min(queue timeout, objective)
+    # Per class: the queue timeout for the guardrail, min(queue timeout, objective) for the others.
+    deadlines_s: tuple[float, ...]
     shed_at: float
     retry_after_s: float
     conservative: bool
@@ -100,11 +103,10 @@ class EngineGate:
         self.engine_id = engine_id
         self.settings = settings
         self.capacity = settings.capacity
-        # Slots each class may hold: the guardrail all of them, the others all but the reserve.
-        self.ceilings = tuple(
-            settings.capacity if p is Priority.GUARDRAIL else settings.capacity - settings.reserve
-            for p in CLASSES
-        )
+        self.reserve = 0
+        self.ceilings: tuple[int, ...] = ()
+        self.set_reserve(settings.reserve)
+        self.arrivals = [0] * len(CLASSES)
         self._permits = tuple(Permit(self, p) for p in CLASSES)
         self.deadlines = list(settings.deadlines_s)
         self.in_flight = 0
@@ -160,7 +162,19 @@ class EngineGate:
             self.waiting and self._waiting_at_or_above(priority)
         )
 
+    def set_reserve(self, reserve: int) -> None:
+        """Slots only the guardrail may use: at least the configured share, at most all but one
+        (an engine outside the guardrail's chain keeps none)."""
+        if self.settings.reserve:
+            self.reserve = max(self.settings.reserve, min(reserve, self.capacity - 1))
+        # Slots each class may hold: the guardrail all of them, the others all but the reserve.
+        self.ceilings = tuple(
+            self.capacity if p is Priority.GUARDRAIL else self.capacity - self.reserve
+            for p in CLASSES
+        )
+
     async def acquire(self, priority: int) -> Permit:
+        self.arrivals[priority] += 1
         if priority >= Priority.ANALYSIS and self.score(priority) >= self.settings.shed_at:
             raise self._shed(priority, "saturated")
         if self.can_start(priority):
@@ -234,8 +248,8 @@ class EngineGate:
 
     def _make_room(self, priority: int) -> None:
         """The queue is full: shed the least important, newest waiter if it ranks below us."""
-        worst_priority = max(p for p, queue in enumerate(self._queues) if queue)
-        if worst_priority <= priority:
+        worst_priority = max((p for p, queue in enumerate(self._queues) if queue), default=-1)
+        if worst_priority <= priority:  # nobody less important waits (or no queue at all)
             raise self._shed(priority, "queue full")
         worst = self._queues[worst_priority][-1]
         self._leave(worst)
@@ -257,7 +271,7 @@ class EngineGate:
     def snapshot(self) -> dict[str, Any]:
         return {
             "capacity": self.capacity,
-            "guardrail_reserve": self.settings.reserve,
+            "guardrail_reserve": self.reserve,
             "in_flight": self.in_flight,
             "deadlines_s": {
                 Priority(p).name.lower(): round(d, 3) for p, d in enumerate(self.deadlines)
@@ -334,6 +348,13 @@ class AdmissionController:
 
     def snapshot(self) -> dict[str, Any]:
         return {engine_id: gate.snapshot() for engine_id, gate in self.gates.items()}
+
+
+def guardrail_slots(rate_per_s: float, service_s: float) -> int:
+    """Slots the guardrail's traffic needs: its mean concurrency (Little's law, rate x time) plus
+    two standard deviations of a Poisson count, so a burst of checks still finds a slot."""
+    mean = rate_per_s * service_s
+    return math.ceil(mean + 2 * math.sqrt(mean)) if mean > 0 else 0
 
 
 def guardrail_engines(config: Config) -> set[str]:

@@ -8,12 +8,13 @@ into each engine's `Signal` for its admission gate.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from appliance.config.schema import AGENTS, Config
-from appliance.gateway.admission import AdmissionController, objective_s
+from appliance.gateway.admission import AdmissionController, guardrail_slots, objective_s
 from appliance.gateway.gateway import Gateway
 from appliance.gateway.hooks import NullAdmission
 from appliance.gateway.priority import Priority
@@ -30,8 +31,31 @@ if TYPE_CHECKING:
     from appliance.services import Services
 
 HOST_INTERVAL_S = 5.0
+RATE_TAU_S = 5.0
 # A median is steady after a few samples; the deadlines use it that early.
 SERVICE_MIN_SAMPLES = 5
+
+
+class RateMeter:
+    """The rate of a growing count, smoothed over about `tau_s` seconds."""
+
+    def __init__(self, tau_s: float = RATE_TAU_S) -> None:
+        self.tau_s = tau_s
+        self.rate = 0.0
+        self._count = 0
+        self._at: float | None = None
+
+    def update(self, count: int, now: float) -> float:
+        if self._at is None:
+            self._count, self._at = count, now
+            return self.rate
+        elapsed = now - self._at
+        if elapsed <= 0:
+            return self.rate
+        instant = (count - self._count) / elapsed
+        self.rate += (instant - self.rate) * (1 - math.exp(-elapsed / self.tau_s))
+        self._count, self._at = count, now
+        return self.rate
 
 
 class LoadMonitor:
@@ -69,6 +93,7 @@ class LoadMonitor:
             else {}
         )
         self._series = self._latency_series()
+        self._guardrail_rates: dict[str, RateMeter] = {}
         self._tasks = [
             Periodic("engine-metrics", settings.scrape_interval_s, self.scraper.scrape_all),
             Periodic("load-refresh", settings.refresh_interval_s, self._refresh_tick),
@@ -139,6 +164,18 @@ class LoadMonitor:
                 latency=latency_term(windows, min_samples=settings.latency_min_samples),
             )
             self.admission.update(engine_id, signal, service)
+            self._size_reserve(engine_id, now, service[Priority.GUARDRAIL])
+
+    def _size_reserve(self, engine_id: str, now: float, service_s: float | None) -> None:
+        """Grow the guardrail's reserve with its traffic (never below the configured share)."""
+        assert self.admission is not None
+        gate = self.admission.gates[engine_id]
+        if not gate.settings.reserve:
+            return
+        meter = self._guardrail_rates.setdefault(engine_id, RateMeter())
+        rate = meter.update(gate.arrivals[Priority.GUARDRAIL], now)
+        if service_s is not None:
+            gate.set_reserve(guardrail_slots(rate, service_s))
 
     async def _refresh_tick(self) -> None:
         self.refresh()

@@ -167,5 +167,7 @@ def test_metrics_show_the_shed_and_admitted_counts(appliance: Appliance, outcome
     assert any('class="analysis"' in line for line in shed_lines)
     load = appliance.get("/admin/load").json()["gates"]["shared"]
     assert load["in_flight"] == 0 and sum(load["waiting"].values()) == 0
-    assert load["guardrail_reserve"] == 1
+    # The guardrail's reserve: the configured quarter of 4 slots, grown with its traffic (at most
+    # all but one slot).
+    assert 1 <= load["guardrail_reserve"] <= 3
     assert json.dumps(load["shed"])  # by class and reason

@@ -21,6 +21,7 @@ from appliance.gateway.admission import (
     Permit,
     gate_settings,
     guardrail_engines,
+    guardrail_slots,
 )
 from appliance.gateway.breaker import CircuitBreaker
 from appliance.gateway.priority import Priority
@@ -184,6 +185,14 @@ async def test_a_full_queue_displaces_the_least_important_newest_waiter() -> Non
     assert gate.shed[(B, "queue full")] == 1
     older.cancel()
     guard.cancel()
+
+
+async def test_without_a_queue_a_request_that_cannot_start_is_shed_at_once() -> None:
+    gate = EngineGate("e", settings(capacity=1, reserve=0, queue_size=0, shed_at=2.0))
+    await gate.acquire(G)
+    with pytest.raises(Overloaded):
+        await gate.acquire(G)
+    assert gate.shed[(G, "queue full")] == 1
 
 
 async def test_a_cancelled_waiter_leaves_the_queue_and_a_granted_one_returns_its_slot() -> None:
@@ -364,3 +373,22 @@ async def test_a_waiter_is_shed_when_it_could_no_longer_meet_its_objective() -> 
     with pytest.raises(Overloaded):
         await gate.acquire(KAI)
     assert 0.09 <= loop.time() - started < 0.35
+
+
+def test_guardrail_slots_cover_mean_concurrency_and_bursts() -> None:
+    assert guardrail_slots(0.0, 0.5) == 0
+    assert guardrail_slots(4.0, 1.0) == 8  # 4 on average, + 2 x sqrt(4)
+    assert guardrail_slots(10.0, 0.5) == math.ceil(5 + 2 * math.sqrt(5))
+
+
+def test_the_reserve_grows_within_bounds_and_narrows_the_other_classes() -> None:
+    gate = EngineGate("e", settings(capacity=12, reserve=3))
+    gate.set_reserve(7)
+    assert gate.reserve == 7 and gate.ceilings == (12, 5, 5, 5)
+    gate.set_reserve(1)  # never below the configured share
+    assert gate.reserve == 3
+    gate.set_reserve(50)  # never all of it
+    assert gate.reserve == 11
+    outside = EngineGate("e", settings(capacity=12, reserve=0))
+    outside.set_reserve(7)  # an engine outside the guardrail's chain keeps none
+    assert outside.reserve == 0 and outside.ceilings == (12, 12, 12, 12)

@@ -17,7 +17,7 @@ from appliance.gateway.gateway import Gateway
 from appliance.gateway.hooks import NullAdmission
 from appliance.gateway.priority import Priority
 from appliance.monitor.engine_metrics import EngineLoad
-from appliance.monitor.load import LoadMonitor
+from appliance.monitor.load import LoadMonitor, RateMeter
 from appliance.monitor.nvml import NvmlUnavailable
 
 SHIPPED = Path(__file__).resolve().parents[3] / "models.toml"
@@ -144,3 +144,29 @@ async def test_each_class_deadline_leaves_time_for_its_median_answer(make: Any) 
     gate = monitor.admission.gates["llama-70b"]
     assert gate.deadlines[Priority.INTERACTIVE] == pytest.approx(2.0)
     assert gate.deadlines[Priority.ANALYSIS] == pytest.approx(5.0)  # no samples yet
+
+
+def test_rate_meter_follows_a_steady_rate() -> None:
+    meter = RateMeter(tau_s=1.0)
+    count = 0
+    for step in range(1, 101):
+        count += 2  # 2 per 0.1 s = 20 per second
+        meter.update(count, step * 0.1)
+    assert meter.rate == pytest.approx(20.0, rel=0.01)
+
+
+async def test_the_guardrail_reserve_follows_its_traffic(make: Any) -> None:
+    monitor, _, now = make()
+    gate = monitor.admission.gates["llama-8b"]  # 64 slots, 16 reserved by default
+    for _ in range(10):  # checks take 1 s on this engine
+        monitor.latency.add("guardrail", "llama-3.1-8b-instruct", 1.0, None)
+    for _ in range(200):  # 40 checks a second for 20 s
+        gate.arrivals[Priority.GUARDRAIL] += 10
+        now[0] += 0.25
+        monitor.refresh()
+    assert gate.reserve == pytest.approx(53, abs=2)  # 40 + 2 x sqrt(40)
+    assert gate.ceilings[Priority.INTERACTIVE] == 64 - gate.reserve
+    for _ in range(200):  # the checks stop: back to the configured share
+        now[0] += 0.25
+        monitor.refresh()
+    assert gate.reserve == 16
