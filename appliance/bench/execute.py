@@ -27,6 +27,10 @@ from appliance.bench.workloads import Workload
 from appliance.config.schema import AGENTS, Config
 from appliance.store.bench import BenchStore, RunMeta
 
+# A sweep level sends at least this many requests per concurrent slot, so that the closed loop
+# reaches a steady state instead of measuring one burst.
+ROUNDS = 4
+
 
 class RunParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What to run; unset numbers come from `[bench]`."""
@@ -211,7 +215,7 @@ class BenchRun:
                 mode="concurrency",
                 concurrency=level,
                 rate=None,
-                num_requests=max(base, 2 * level),
+                num_requests=max(base, ROUNDS * level),
             )
 
     def _new_phase(

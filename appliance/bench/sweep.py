@@ -18,6 +18,10 @@ import msgspec
 
 from appliance.bench.records import MIX, PhaseResult
 
+# In the mix, an agent with fewer answers than this at a level is not judged there: the analyses
+# come one per ten turns or so, and the P95 of two requests says nothing.
+MIN_JUDGED = 5
+
 
 class Check(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
@@ -84,7 +88,7 @@ def check(
                 ),
             )
         limit = objectives.get(r.agent or "")
-        if r.agent is not None and limit is not None and m["completed"]:
+        if r.agent is not None and limit is not None and _judged(r):
             p95 = m["p95_e2el_ms"] / 1000.0
             if p95 > limit:
                 return Check(ok=False, reason=f"{who} P95 {p95:.2f} s > objective {limit:g} s")
@@ -99,7 +103,7 @@ def knee(
         r.agent: r.metrics["p95_e2el_ms"] for r in baseline if r.agent and r.metrics["completed"]
     }
     for r in results:
-        if r.agent is None or r.agent not in base or not r.metrics["completed"]:
+        if r.agent is None or r.agent not in base or not _judged(r):
             continue
         limit = base[r.agent] * (1.0 + degradation)
         p95 = r.metrics["p95_e2el_ms"]
@@ -112,6 +116,11 @@ def knee(
                 ),
             )
     return Check(ok=True)
+
+
+def _judged(r: PhaseResult) -> bool:
+    done = r.metrics["completed"]
+    return bool(done) and (r.scope != MIX or done >= MIN_JUDGED)
 
 
 def capacity(scope: str, swept: Sequence[Level], ceiling: int) -> Capacity:

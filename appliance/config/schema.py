@@ -246,7 +246,7 @@ class BenchConfig(Base, frozen=True, kw_only=True):
     reports_dir: str = "reports"
     # The SQLite file, relative to server.data_dir unless absolute.
     db_file: str = "bench.sqlite3"
-    # Requests per agent per load level (sweeps send at least 2 per concurrent slot).
+    # Requests per agent per load level (sweeps send at least 4 per concurrent slot).
     requests: Annotated[int, Meta(ge=1)] = 24
     probe_requests: Annotated[int, Meta(ge=1)] = 4
     # A sweep doubles concurrency from 1 up to this, or until an objective breaks.

@@ -144,7 +144,7 @@ async def test_a_stored_sweep_finds_capacity_and_reports(sim: SimEngine, tmp_pat
         assert run is not None and run.status == "completed", run
         phases = await store.phases(run_id)
         assert [p.concurrency for p in phases] == [1, 2, 4]
-        assert len(await store.samples(run_id)) == 4 + 4 + 8
+        assert len(await store.samples(run_id)) == 4 + 8 + 16  # at least 4 per slot
         capacity = run.result["capacity"]["guardrail"]  # type: ignore[index]
         # A 96-token guardrail answer at 20 tokens/s takes about 5 s: past its 2 s objective.
         assert capacity["max_concurrency"] is None

@@ -117,7 +117,9 @@ async def build_report(
         notes.append(
             "Targets ran at simulator time scale "
             + ", ".join(f"{s:g}" for s in sorted(scale))
-            + "; times are divided by it and read as the modelled hardware's."
+            + "; times are divided by it and read as the modelled hardware's. A simulator at a "
+            "small time scale sends several tokens per stream chunk, so ITL (per chunk) reads "
+            "longer than TPOT."
         )
     if run.status != "completed":
         notes.insert(0, f"Run {run.status}" + (f": {run.reason}" if run.reason else "."))

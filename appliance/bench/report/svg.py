@@ -96,8 +96,8 @@ def render(chart: Chart) -> str:
         )
         if chart.band_label:
             out.append(
-                f'<text x="{_M_LEFT + plot_w - 4}" y="{fy(high) - 4:.1f}" class="bl" '
-                f'text-anchor="end">{escape(chart.band_label)}</text>'
+                f'<text x="{_M_LEFT + 6}" y="{fy(high) - 4:.1f}" class="bl">'
+                f"{escape(chart.band_label)}</text>"
             )
     if chart.objective is not None:
         y = fy(chart.objective)

@@ -49,6 +49,17 @@ def test_check_reports_the_first_broken_objective() -> None:
     assert check(mix, objectives, 0.01).reason == "guardrail P95 2.50 s > objective 2 s"
 
 
+def test_in_the_mix_an_agent_with_few_answers_is_not_judged() -> None:
+    few = result("genetic", 9.0, scope="mix")
+    few.metrics["completed"] = 2
+    assert check([few], {"genetic": 5.0}, 0.01).ok
+    few.metrics["completed"] = 5
+    assert not check([few], {"genetic": 5.0}, 0.01).ok
+    alone = result("genetic", 9.0)
+    alone.metrics["completed"] = 2
+    assert not check([alone], {"genetic": 5.0}, 0.01).ok  # alone, every answer counts
+
+
 def test_knee_compares_with_the_first_level() -> None:
     base = [result("kai", 10.0)]
     assert knee([result("kai", 14.9)], base, 0.5).ok
