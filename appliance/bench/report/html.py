@@ -38,7 +38,6 @@ svg .ct{font-size:13px;font-weight:600;fill:#1d2330}svg .al{fill:#5b6475}
 svg .grid{stroke:#e7eaf0}svg .axis{stroke:#8a93a3}
 svg .band{fill:#3f8f4f;fill-opacity:.13}
 svg .objective{stroke:#b8475a;stroke-dasharray:5 3;stroke-width:1.4}
-svg .bl{fill:#3f7a4a;font-size:11px}
 .empty{color:#8a93a3;padding:40px 10px;text-align:center}
 footer{color:#8a93a3;margin-top:28px;font-size:12px}
 """
@@ -177,9 +176,9 @@ def _load_charts(report: Report) -> list[str]:
             ("tokens_per_s", "tokens_per_s", "tokens/s per request", 0),
         ):
             series = [
-                Series(f"{h.agent} alone", _points(report.rows, h.agent, h.agent, metric), color),
+                Series("alone", _points(report.rows, h.agent, h.agent, metric), color),
                 Series(
-                    f"{h.agent} in mix",
+                    "in the mix",
                     _points(report.rows, h.agent, MIX, metric),
                     PALETTE[MIX],
                     dashed=True,

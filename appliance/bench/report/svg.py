@@ -94,11 +94,6 @@ def render(chart: Chart) -> str:
             f'<rect x="{_M_LEFT}" y="{fy(high):.1f}" width="{plot_w}" '
             f'height="{fy(low) - fy(high):.1f}" class="band"/>'
         )
-        if chart.band_label:
-            out.append(
-                f'<text x="{_M_LEFT + 6}" y="{fy(high) - 4:.1f}" class="bl">'
-                f"{escape(chart.band_label)}</text>"
-            )
     if chart.objective is not None:
         y = fy(chart.objective)
         out.append(
@@ -134,7 +129,7 @@ def render(chart: Chart) -> str:
     )
     for s in chart.series:
         out.extend(_series(s, fx, fy))
-    out.extend(_legend(chart.series, _M_LEFT, h - 8))
+    out.extend(_legend(chart, _M_LEFT, h - 8))
     out.append("</svg>")
     return "\n".join(out)
 
@@ -153,15 +148,26 @@ def _series(s: Series, fx: Callable[[float], float], fy: Callable[[float], float
     return out
 
 
-def _legend(series: Sequence[Series], x0: float, y: float) -> list[str]:
+def _legend(chart: Chart, x0: float, y: float) -> list[str]:
+    """Series first, then the shaded band and the objective line, so nothing sits on the plot."""
     out: list[str] = []
     x = x0
-    for s in series:
+    for s in chart.series:
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
         out.append(
             f'<line x1="{x:.0f}" x2="{x + 22:.0f}" y1="{y - 4:.0f}" y2="{y - 4:.0f}" '
             f'stroke="{s.color}" stroke-width="2"{dash}/>'
         )
         out.append(f'<text x="{x + 27:.0f}" y="{y:.0f}">{escape(s.name)}</text>')
-        x += 34 + 7 * len(s.name)
+        x += 34 + 6.5 * len(s.name)
+    if chart.band is not None and chart.band_label:
+        out.append(f'<rect x="{x:.0f}" y="{y - 10:.0f}" width="18" height="11" class="band"/>')
+        out.append(f'<text x="{x + 23:.0f}" y="{y:.0f}">{escape(chart.band_label)}</text>')
+        x += 30 + 6.5 * len(chart.band_label)
+    if chart.objective is not None:
+        out.append(
+            f'<line x1="{x:.0f}" x2="{x + 22:.0f}" y1="{y - 4:.0f}" y2="{y - 4:.0f}" '
+            'class="objective"/>'
+        )
+        out.append(f'<text x="{x + 27:.0f}" y="{y:.0f}">objective</text>')
     return out
