@@ -1,7 +1,8 @@
 """Capacity: the highest load that keeps every objective, found by doubling concurrency.
 
 An objective holds at a load level when P95 end-to-end latency is within the agent's expected band
-top (`agents.*.expected.p95_s[1]`) and the share of failed requests is within the error budget.
+top (`agents.*.expected.p95_s[1]`) and the shares of failed requests and of answers from a fallback
+model (through the appliance) are each within the error budget.
 For the mix, each agent in it must keep its own P95 objective.
 
 A box whose P95 misses the objective even unloaded would end its sweep at concurrency 1 and say
@@ -38,7 +39,9 @@ class Level(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def errors_broke(self) -> bool:
-        return not self.objective.ok and self.objective.reason.startswith("errors")
+        """Failures or fallback answers beyond the budget: the figures no longer describe the
+        agent's own model, so the sweep stops."""
+        return not self.objective.ok and self.objective.reason.startswith(("errors", "fallback"))
 
     @property
     def knee_kept(self) -> Check:
@@ -84,6 +87,15 @@ def check(
                 ok=False,
                 reason=(
                     f"errors: {who} {100 * m['error_rate']:.1f}% of requests failed "
+                    f"(budget {100 * error_budget:g}%)"
+                ),
+            )
+        moved = m.get("fallback_rate", 0.0)
+        if m["completed"] and moved > error_budget:
+            return Check(
+                ok=False,
+                reason=(
+                    f"fallback: {who} {100 * moved:.0f}% of answers from a fallback model "
                     f"(budget {100 * error_budget:g}%)"
                 ),
             )

@@ -49,6 +49,16 @@ def test_check_reports_the_first_broken_objective() -> None:
     assert check(mix, objectives, 0.01).reason == "guardrail P95 2.50 s > objective 2 s"
 
 
+def test_answers_from_a_fallback_model_beyond_the_budget_break_the_objective() -> None:
+    moved = result("kai", 3.0)
+    moved.metrics["fallback_rate"] = 0.5
+    verdict = check([moved], {"kai": 8.0}, 0.01)
+    assert not verdict.ok
+    assert verdict.reason == "fallback: kai 50% of answers from a fallback model (budget 1%)"
+    lv = Level(concurrency=2, results=[moved], objective=verdict, knee=Check(ok=True))
+    assert lv.errors_broke and not lv.go_on
+
+
 def test_in_the_mix_an_agent_with_few_answers_is_not_judged() -> None:
     few = result("genetic", 9.0, scope="mix")
     few.metrics["completed"] = 2
