@@ -33,13 +33,15 @@ class Shape:
     output_tokens: tuple[int, int]
 
 
-# Kai: a few turns of history, a 150-400 token answer. Guardrail: one message, a short JSON
-# verdict. Genetic and Wellness: a history of check-ins, a JSON analysis of about 300 tokens.
+# Answer lengths follow the service guide's own table: its P95 at its tokens/s bounds what an answer
+# can be (Kai and Wellness: 5-8 s at 15-20 tok/s, about 100-130 tokens; Genetic: 3-5 s at 25-35
+# tok/s, about 90-140; Guardrail: a short JSON verdict). Kai has a few turns of history; Genetic and
+# Wellness read a history of check-ins.
 SHAPES: dict[str, Shape] = {
-    "kai": Shape((2, 6), (12, 60), (40, 120), (150, 400)),
+    "kai": Shape((2, 6), (12, 60), (40, 120), (80, 125)),
     "guardrail": Shape((0, 0), (12, 80), (0, 0), (20, 60)),
-    "genetic": Shape((5, 12), (10, 20), (20, 50), (260, 340)),
-    "wellness": Shape((7, 14), (10, 20), (20, 50), (260, 340)),
+    "genetic": Shape((5, 12), (10, 20), (20, 50), (80, 130)),
+    "wellness": Shape((7, 14), (10, 20), (20, 50), (80, 120)),
 }
 
 # Per conversation turn: the user's message is checked, Kai answers, the answer is checked;

@@ -21,18 +21,18 @@ def test_every_message_is_marked_synthetic() -> None:
 def test_shapes_follow_the_agents() -> None:
     w = Workload(0)
     kai = w.agent_requests("kai", 50)
-    assert all(150 <= r.max_tokens <= 400 for r in kai)
+    assert all(80 <= r.max_tokens <= 125 for r in kai)
     assert all(len(r.messages) >= 5 and r.messages[-1]["role"] == "user" for r in kai)
     guard = w.agent_requests("guardrail", 50)
     assert all(len(r.messages) == 1 and r.max_tokens <= 60 for r in guard)
     genetic = w.agent_requests("genetic", 50)
-    assert all(260 <= r.max_tokens <= 340 for r in genetic)
+    assert all(80 <= r.max_tokens <= 130 for r in genetic)
     assert all(r.messages[0]["content"].count("check-in") >= 5 for r in genetic)
 
 
 def test_answers_are_capped_at_the_agents_max_tokens() -> None:
-    w = Workload(0, {"kai": 256})
-    assert max(r.max_tokens for r in w.agent_requests("kai", 50)) == 256
+    w = Workload(0, {"kai": 100})
+    assert max(r.max_tokens for r in w.agent_requests("kai", 50)) == 100
 
 
 def test_mix_has_two_guardrail_checks_per_kai_turn_and_some_analysis() -> None:
