@@ -31,17 +31,28 @@ def sim_config(
     engine_settings: dict[str, str] | None = None,
     extra: str = "",
     replace: dict[str, str] | None = None,
+    benchmarks: bool = False,
 ) -> tuple[Path, int]:
     """A copy of the shipped models.toml with free ports and a fast simulator.
 
     `engine_settings` maps an engine id to extra TOML lines for that engine (e.g.
     `'startup_timeout_s = 2'`); `replace` applies literal text replacements first.
+    Scheduled benchmarks are off unless `benchmarks` is set, so no probe runs inside a test.
     Returns the file and the appliance's port.
     """
     text = SHIPPED.read_text()
     for old, new in (replace or {}).items():
         assert old in text, old
         text = text.replace(old, new)
+    if not benchmarks:
+        text, found = re.subn(
+            r"^(\[bench\]\n(?:[^\[\n].*\n|\n)*?)enabled = true$",
+            r"\1enabled = false",
+            text,
+            count=1,
+            flags=re.M,
+        )
+        assert found == 1
     app_port = free_port()
     text = text.replace("port = 8000", f"port = {app_port}", 1)
     text = text.replace('data_dir = "var"', f'data_dir = "{directory / "var"}"', 1)
