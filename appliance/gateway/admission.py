@@ -110,6 +110,7 @@ class EngineGate:
         self._permits = tuple(Permit(self, p) for p in CLASSES)
         self.deadlines = list(settings.deadlines_s)
         self.in_flight = 0
+        self.in_flight_by_class = [0] * len(CLASSES)
         self.waiting = 0
         self.waiting_by_class = [0] * len(CLASSES)
         self._queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in CLASSES)
@@ -179,6 +180,7 @@ class EngineGate:
             raise self._shed(priority, "saturated")
         if self.can_start(priority):
             self.in_flight += 1
+            self.in_flight_by_class[priority] += 1
             self.admitted[priority] += 1
             return self._permits[priority]
         if self.waiting >= self.settings.queue_size:
@@ -187,6 +189,7 @@ class EngineGate:
 
     def release(self, priority: int) -> None:
         self.in_flight -= 1
+        self.in_flight_by_class[priority] -= 1
         if self.waiting:
             self._wake()
 
@@ -226,6 +229,7 @@ class EngineGate:
                 self._leave(waiter)
                 waiter.granted = True
                 self.in_flight += 1
+                self.in_flight_by_class[priority] += 1
                 waiter.future.set_result(None)
 
     def _next(self, priority: int, queue: deque[_Waiter]) -> _Waiter:
@@ -335,6 +339,14 @@ class AdmissionController:
 
     async def acquire(self, engine_id: str, priority: Priority) -> Permit:
         return await self.gates[engine_id].acquire(priority)
+
+    def live_in_flight(self) -> int:
+        """Requests in the engines now that are not benchmark requests (scheduled benchmarks wait
+        while live traffic is high)."""
+        return sum(
+            gate.in_flight - gate.in_flight_by_class[Priority.BENCHMARK]
+            for gate in self.gates.values()
+        )
 
     def update(
         self, engine_id: str, signal: Signal, service_s: list[float | None] | None = None

@@ -188,6 +188,10 @@ class LoadMonitor:
 
     # -- views -------------------------------------------------------------------------------------
 
+    def live_in_flight(self) -> int:
+        """Non-benchmark requests in the engines now (0 with admission control off: uncounted)."""
+        return self.admission.live_in_flight() if self.admission is not None else 0
+
     def load_section(self) -> dict[str, Any]:
         """`/health/detailed`'s "load": admission per engine and the engines' own metrics."""
         now = self.clock()

@@ -392,3 +392,13 @@ def test_the_reserve_grows_within_bounds_and_narrows_the_other_classes() -> None
     outside = EngineGate("e", settings(capacity=12, reserve=0))
     outside.set_reserve(7)  # an engine outside the guardrail's chain keeps none
     assert outside.reserve == 0 and outside.ceilings == (12, 12, 12, 12)
+
+
+async def test_live_in_flight_leaves_benchmark_requests_out() -> None:
+    admission, _ = controller()
+    first = await admission.acquire("llama-70b", KAI)
+    await admission.acquire("llama-8b", G)
+    await admission.acquire("llama-70b", B)
+    assert admission.live_in_flight() == 2
+    first.release()
+    assert admission.live_in_flight() == 1
