@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from types import FrameType
 
+import msgspec
 import uvicorn
 
-from appliance.api.app import create_app
+from appliance.api.app import Extension, create_app
 from appliance.api.auth import api_keys
 from appliance.config.schema import Config
 from appliance.errors import ConfigError
@@ -49,9 +50,13 @@ class _Server(uvicorn.Server):
 
 def serve(config: Config, *, host: str, port: int) -> int:
     check_exposure(config, host)
+    # Command-line host and port win; everything that needs the address reads it from config.
+    config = msgspec.structs.replace(
+        config, server=msgspec.structs.replace(config.server, host=host, port=port)
+    )
     notifier = Notifier(unset_environment=True)
     services = Services.from_config(config, notifier=notifier)
-    app = create_app(config, services)
+    app = create_app(config, services, extensions=_extensions(config))
     server = _Server(
         uvicorn.Config(
             app,
@@ -82,3 +87,12 @@ def _version() -> str:
     from appliance import __version__
 
     return __version__
+
+
+def _extensions(config: Config) -> tuple[Extension, ...]:
+    """Scheduled benchmarks, when enabled; they count only live (non-benchmark) requests."""
+    if not config.bench.enabled:
+        return ()
+    from appliance.api.benchmarks import bench_extension
+
+    return (bench_extension(lambda services: services.load.live_in_flight),)

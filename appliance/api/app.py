@@ -62,6 +62,8 @@ def create_app(
             path="/schema",
         ),
         debug=False,
+        # JSON bodies (agent histories, benchmark parameters) stay well under this.
+        request_max_body_size=4 * 1024 * 1024,
     )
     for extend in extensions:
         extend(app_config, built)

@@ -216,3 +216,22 @@ def test_appliance_check_fails_when_nothing_listens() -> None:
     )
     assert result.returncode == 1
     assert "FAIL  connectivity" in result.stdout
+
+
+def test_serve_runs_benchmarks_through_its_own_api(tmp_path: Path) -> None:
+    config, port = sim_config(tmp_path, benchmarks=True)
+    with Appliance(config, port) as app:
+        assert app.get("/benchmarks").json()["data"] == []
+        started = app.post(
+            "/benchmarks",
+            json={"kind": "run", "agents": ["guardrail"], "requests": 4, "mix": False},
+        )
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        run = wait_for(
+            lambda: (r := app.get(f"/benchmarks/{run_id}").json())["status"] != "running" and r,
+            timeout=60,
+        )
+        assert run["status"] == "completed", run
+        report = app.get(f"/benchmarks/{run_id}/report", params={"format": "md"})
+        assert report.status_code == 200 and "guardrail" in report.text
