@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from appliance.quantiles import percentile
+
 PROMPT = "Reply with one short friendly sentence. This is an automated connection test."
 
 
@@ -98,7 +100,7 @@ def _latency(client: Any, model: str, samples: int) -> str:
         )
         times.append((time.perf_counter() - started) * 1000)
     p50 = statistics.median(times)
-    p95 = _percentile(times, 95)
+    p95 = percentile(times, 95)
     return f"{len(times)} samples, P50 {p50:.0f} ms, P95 {p95:.0f} ms"
 
 
@@ -140,14 +142,6 @@ def _streaming(client: Any, model: str) -> str:
         raise RuntimeError("no content streamed")
     tokens = usage.completion_tokens if usage else "no usage"
     return f"{chunks} chunks, usage: {tokens}"
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _explain(exc: Exception) -> str:

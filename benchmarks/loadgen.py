@@ -11,6 +11,10 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from appliance.quantiles import percentile
+
+__all__ = ["Result", "build_request", "percentile", "run_load"]
+
 
 @dataclass
 class Result:
@@ -22,17 +26,6 @@ class Result:
     @property
     def rps(self) -> float:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def build_request(host: str, port: int, path: str, body: bytes, api_key: str) -> bytes:

@@ -13,23 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from appliance.bench.records import Sample
+from appliance.quantiles import percentile
 
 PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
 METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2el")
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile (0-100) with linear interpolation, as `numpy.percentile`."""
-    if not 0.0 <= p <= 100.0:
-        raise ValueError(f"percentile must be within 0..100, got {p}")
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    frac = rank - low
-    return ordered[low] + (ordered[high] - ordered[low]) * frac
 
 
 def mean(values: Sequence[float]) -> float:

@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from appliance.quantiles import quantile_sorted
+
 NO_AGENT = "-"  # requests for a served model name or `default`, not an agent
 
 
@@ -36,22 +38,15 @@ class Percentiles:
         }
 
 
-def quantile(ordered: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) of already sorted values, interpolated linearly."""
-    if not ordered:
-        return 0.0
-    rank = (len(ordered) - 1) * q
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def summarize(values: Sequence[float]) -> Percentiles | None:
     if not values:
         return None
     ordered = sorted(values)
     return Percentiles(
-        len(ordered), quantile(ordered, 0.50), quantile(ordered, 0.95), quantile(ordered, 0.99)
+        len(ordered),
+        quantile_sorted(ordered, 0.50),
+        quantile_sorted(ordered, 0.95),
+        quantile_sorted(ordered, 0.99),
     )
 
 
