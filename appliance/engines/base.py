@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from appliance.config.schema import EngineConfig
+from appliance.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -38,3 +41,26 @@ class LaunchSpec:
     # GPUs this process uses; engines sharing a GPU must start one after another.
     gpus: tuple[int, ...] = ()
     env_remove: tuple[str, ...] = field(default=())
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def engine_port(engine: EngineConfig) -> int:
+    """The port of an engine the appliance launches (the loader already requires one)."""
+    if engine.port is None:
+        raise ConfigError(
+            "models.toml", f"engines.{engine.id}.port", f"a port for a {engine.kind} engine"
+        )
+    return engine.port
+
+
+def loopback_endpoint(engine: EngineConfig, api_key: str) -> Endpoint:
+    """Where a launched engine answers: loopback only, behind the appliance's internal key."""
+    return Endpoint(
+        engine_id=engine.id,
+        base_url=f"http://{LOOPBACK}:{engine_port(engine)}/v1",
+        api_key=api_key,
+        names=engine.names,
+        launched=True,
+    )

@@ -11,28 +11,21 @@ import sys
 from collections.abc import Mapping
 
 from appliance.config.schema import CatalogEntry, EngineConfig
-from appliance.engines.base import Endpoint, LaunchSpec
-from appliance.errors import ConfigError
+from appliance.engines.base import LOOPBACK, LaunchSpec, engine_port, loopback_endpoint
 from appliance.simulator.latency import DEFAULT_SIZE_CLASS, size_class_of
 
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 BASE_STARTUP_TIMEOUT_S = 30.0
 
 
-def endpoint(engine: EngineConfig, api_key: str) -> Endpoint:
-    return Endpoint(
-        engine_id=engine.id,
-        base_url=f"http://{HOST}:{_port(engine)}/v1",
-        api_key=api_key,
-        names=engine.names,
-        launched=True,
-    )
+# Where the gateway reaches it: loopback, behind the appliance's internal key.
+endpoint = loopback_endpoint
 
 
 def launch_spec(
     engine: EngineConfig, api_key: str, catalog: Mapping[str, CatalogEntry]
 ) -> LaunchSpec:
-    port = _port(engine)
+    port = engine_port(engine)
     sim = engine.sim
     argv = [
         sys.executable, "-m", "appliance.simulator",
@@ -81,9 +74,3 @@ def size_class(engine: EngineConfig, catalog: Mapping[str, CatalogEntry]) -> str
         if found:
             return found
     return DEFAULT_SIZE_CLASS
-
-
-def _port(engine: EngineConfig) -> int:
-    if engine.port is None:
-        raise ConfigError("models.toml", f"engines.{engine.id}.port", "a port for a sim engine")
-    return engine.port

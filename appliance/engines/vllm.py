@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance.config.schema import EngineConfig
-from appliance.engines.base import Endpoint, LaunchSpec
+from appliance.engines.base import LOOPBACK, LaunchSpec, engine_port, loopback_endpoint
 from appliance.errors import ConfigError
 from appliance.placement.figures import is_local_model
 
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 # Loading a 70B checkpoint from disk, compiling and capturing CUDA graphs takes many minutes.
 DEFAULT_STARTUP_TIMEOUT_S = 1800.0
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.90  # vLLM's own default, used when there is no plan
@@ -71,19 +71,13 @@ class Placement(Protocol):
     def gpu_memory_utilization(self) -> float: ...
 
 
-def endpoint(engine: EngineConfig, api_key: str) -> Endpoint:
-    return Endpoint(
-        engine_id=engine.id,
-        base_url=f"http://{HOST}:{_port(engine)}/v1",
-        api_key=api_key,
-        names=engine.names,
-        launched=True,
-    )
+# Where the gateway reaches it: loopback, behind the appliance's internal key.
+endpoint = loopback_endpoint
 
 
 def launch_spec(engine: EngineConfig, api_key: str, placement: Placement | None) -> LaunchSpec:
     """The exact `vllm serve` process for `engine` on the GPUs `placement` gives it."""
-    port = _port(engine)
+    port = engine_port(engine)
     _check_extra_args(engine)
     gpus = tuple(placement.gpus) if placement is not None else tuple(engine.gpus or ())
     argv = [find_vllm(engine), "serve", model_argument(engine), *_flags(engine, port, placement)]
@@ -193,9 +187,3 @@ def _check_extra_args(engine: EngineConfig) -> None:
                 f"no {flag} ({OWNED_FLAGS[flag]})",
                 got=repr(arg),
             )
-
-
-def _port(engine: EngineConfig) -> int:
-    if engine.port is None:
-        raise ConfigError("models.toml", f"engines.{engine.id}.port", "a port for a vllm engine")
-    return engine.port
