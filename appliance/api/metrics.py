@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from appliance.gateway.breaker import BreakerState
 from appliance.gateway.priority import Priority
-from appliance.monitor.recorder import Histogram
+from appliance.histogram import Histogram
 from appliance.services import Services
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

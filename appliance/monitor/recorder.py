@@ -8,41 +8,15 @@ names, outcome codes, engine ids and exception type names), never request conten
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
+from appliance.histogram import Histogram
 from appliance.monitor.latency import NO_AGENT, LatencyWindows
 
 # Seconds; spans a guardrail check on a fast engine to a long analysis on a slow one.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 30.0, 60.0, 120.0,
 )  # fmt: skip
-
-
-class Histogram:
-    """Per-bucket counts (not cumulative), a sum and a count."""
-
-    __slots__ = ("bounds", "count", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """(le, cumulative count) pairs ending with +Inf, as Prometheus expects."""
-        out: list[tuple[str, int]] = []
-        total = 0
-        for bound, count in zip((*self.bounds, None), self.counts, strict=True):
-            total += count
-            out.append(("+Inf" if bound is None else repr(float(bound)), total))
-        return out
 
 
 class MetricsRecorder:
@@ -72,8 +46,8 @@ class MetricsRecorder:
         series = (agent, model)
         histogram = self.e2e.get(series)
         if histogram is None:
-            histogram = self.e2e[series] = Histogram()
-            self.ttft[series] = Histogram()
+            histogram = self.e2e[series] = Histogram(LATENCY_BUCKETS)
+            self.ttft[series] = Histogram(LATENCY_BUCKETS)
         histogram.observe(e2e_s)
         if ttft_s is not None:
             self.ttft[series].observe(ttft_s)

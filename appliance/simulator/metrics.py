@@ -7,8 +7,9 @@ follow vLLM's V1 engine (`model_name` and `engine` labels; counters exposed with
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+
+from appliance.histogram import Histogram
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 FINISH_REASONS = ("stop", "length", "abort")
@@ -27,32 +28,14 @@ REQUEST_BUCKETS = (
 )  # fmt: skip
 
 
-class Histogram:
-    """Cumulative buckets, rendered the way Prometheus expects."""
-
-    __slots__ = ("bounds", "count", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        out: list[str] = []
-        total = 0
-        labels_le = [repr(float(bound)) for bound in self.bounds] + ["+Inf"]
-        for le, count in zip(labels_le, self.counts, strict=True):
-            total += count
-            out.append(f'{name}_bucket{{{labels},le="{le}"}} {float(total)}')
-        out.append(f"{name}_count{{{labels}}} {float(self.count)}")
-        out.append(f"{name}_sum{{{labels}}} {self.sum!r}")
-        return out
+def histogram_lines(histogram: Histogram, name: str, labels: str) -> list[str]:
+    out = [
+        f'{name}_bucket{{{labels},le="{le}"}} {float(total)}'
+        for le, total in histogram.cumulative()
+    ]
+    out.append(f"{name}_count{{{labels}}} {float(histogram.count)}")
+    out.append(f"{name}_sum{{{labels}}} {histogram.sum!r}")
+    return out
 
 
 class Metrics:
@@ -138,7 +121,7 @@ class Metrics:
         ):
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} histogram")
-            lines.extend(histogram.lines(name, labels))
+            lines.extend(histogram_lines(histogram, name, labels))
         lines.append("")
         return "\n".join(lines).encode()
 

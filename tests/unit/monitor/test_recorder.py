@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from appliance.histogram import Histogram
 from appliance.monitor.latency import LatencyWindows
-from appliance.monitor.recorder import Histogram, MetricsRecorder
+from appliance.monitor.recorder import MetricsRecorder
 
 
 def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:
