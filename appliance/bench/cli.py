@@ -19,6 +19,7 @@ from appliance.bench.execute import BenchRun, RunParams
 from appliance.bench.records import MIX
 from appliance.bench.report import build_report, render, summary_table
 from appliance.bench.report.markdown import table
+from appliance.bench.report.model import Report
 from appliance.bench.report.text import CAPACITY_HEADER, capacity_rows
 from appliance.bench.runner import Progress
 from appliance.bench.service import db_path
@@ -235,34 +236,23 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    config = _config(args)
-    store = await _open(args, config)
-    try:
-        run = await store.get_run(args.id)
-        if run is None:
-            print(f"appliance bench: no run {args.id}", file=sys.stderr)
-            return 1
-        report = await build_report(
-            store,
-            run,
-            window=config.bench.regression_window,
-            threshold=config.bench.regression_threshold,
-        )
-    finally:
-        await store.close()
+    report = await _load_report(args)
+    if report is None:
+        return 1
     print(render(report, "md"))
     return 0
 
 
-async def _report(args: argparse.Namespace) -> int:
+async def _load_report(args: argparse.Namespace) -> Report | None:
+    """The report of run `args.id`, or None (said on stderr) when there is no such run."""
     config = _config(args)
     store = await _open(args, config)
     try:
         run = await store.get_run(args.id)
         if run is None:
             print(f"appliance bench: no run {args.id}", file=sys.stderr)
-            return 1
-        report = await build_report(
+            return None
+        return await build_report(
             store,
             run,
             window=config.bench.regression_window,
@@ -270,6 +260,12 @@ async def _report(args: argparse.Namespace) -> int:
         )
     finally:
         await store.close()
+
+
+async def _report(args: argparse.Namespace) -> int:
+    report = await _load_report(args)
+    if report is None:
+        return 1
     text = render(report, args.format)
     if args.out:
         await asyncio.to_thread(_write, args.out, text)
