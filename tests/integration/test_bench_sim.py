@@ -79,9 +79,12 @@ async def test_one_at_a_time_recovers_decode_and_prefill_rates(sim: SimEngine) -
     assert m["median_tpot_ms"] == pytest.approx(1000 / DECODE, rel=0.10)
     assert m["median_itl_ms"] == pytest.approx(1000 / DECODE, rel=0.15)
     assert all(len(s.itl_s) == TOKENS - 1 for s in samples)
-    # Prefill: TTFT = 20 ms + prompt / 2000 tokens/s, within 150 ms (of modelled time).
-    for s in samples:
-        assert s.ttft_s == pytest.approx(BASE_S + s.prompt_tokens / PREFILL, abs=0.15)
+    # Prefill: TTFT = 20 ms + prompt / 2000 tokens/s. The median is within 150 ms (of modelled
+    # time; a scheduling hiccup is magnified by 1/SCALE, so single samples may run late), and no
+    # answer ever comes sooner than the model allows.
+    residuals = [s.ttft_s - (BASE_S + s.prompt_tokens / PREFILL) for s in samples]
+    assert median(residuals) == pytest.approx(0.0, abs=0.15)
+    assert min(residuals) > -0.05
     # End to end = TTFT + 39 steps.
     e2e = [s.e2el_s - s.ttft_s for s in samples]
     assert median(e2e) == pytest.approx((TOKENS - 1) / DECODE, rel=0.10)
