@@ -143,8 +143,9 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Per-request lines from the HTTP client libraries are noise (and cost time on the hot path).
-    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
+    # Per-request lines from the HTTP client libraries are noise (and cost time on the hot path);
+    # the scheduler's job bookkeeping too (the benchmark scheduler logs what matters).
+    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
