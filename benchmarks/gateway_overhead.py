@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -120,6 +121,13 @@ def main() -> int:
     args = parser.parse_args()
 
     sim_port, app_port = free_port(), free_port()
+    # The simulator takes 4096 sequences at once; tell admission so, as an operator would set a
+    # real engine's capacity (an external engine otherwise counts as 64, a quarter of them kept
+    # for the guardrail, and 64 clients would queue behind 48 slots).
+    config_dir = tempfile.mkdtemp(prefix="overhead-")
+    config = Path(config_dir) / "models.toml"
+    text = (ROOT / "models.toml").read_text()
+    config.write_text(text.replace("[admission]\n", "[admission]\nmax_concurrency = 4096\n", 1))
     sim = [
         sys.executable,
         "-m",
@@ -144,7 +152,7 @@ def main() -> int:
         "appliance.cli",
         "serve",
         "--config",
-        str(ROOT / "models.toml"),
+        str(config),
         "--port",
         str(app_port),
         "--log-level",
