@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 AGENTS: tuple[str, ...] = ("kai", "guardrail", "genetic", "wellness")
@@ -308,10 +307,3 @@ class Config(Base, frozen=True, kw_only=True):
             if model in engine.names:
                 return engine
         return None
-
-    def model_names(self) -> list[str]:
-        return [name for engine in self.engines for name in engine.names]
-
-
-def to_builtins(config: Struct) -> object:
-    return msgspec.to_builtins(config)

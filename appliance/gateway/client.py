@@ -8,7 +8,7 @@ whose transport also serves the health and metrics GETs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx2
 
@@ -118,12 +118,3 @@ class EngineClient:
     async def aclose(self) -> None:
         await self._pool.aclose()
         await self._http.aclose()
-
-
-def error_summary(exc: BaseException) -> str:
-    """A short reason for logs and health: the exception type, never request content."""
-    return type(exc).__name__
-
-
-def describe(client: EngineClient) -> dict[str, Any]:
-    return {"engine": client.engine_id, "base_url": client.endpoint.base_url}

@@ -115,12 +115,6 @@ class Gateway:
                 f"{', '.join(sorted(self._by_name))}."
             ) from None
 
-    def client_for(self, model: str) -> EngineClient:
-        return self._by_name[model]
-
-    def model_names(self) -> list[str]:
-        return list(self._by_name)
-
     async def dispatch(
         self,
         route: Route,
