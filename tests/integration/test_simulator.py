@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ import jsonschema
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.running import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +52,6 @@ class Sim:
 
     def get(self, path: str, **kwargs: object) -> httpx2.Response:
         return httpx2.get(f"{self.root}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(tmp_path: Path, *flags: str) -> Sim:

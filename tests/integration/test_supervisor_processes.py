@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from appliance.engines.process import ProcessHandle, SubprocessSpawner
 from appliance.engines.registry import build_engines, new_internal_api_key
 from appliance.engines.states import EngineState as S
 from appliance.engines.supervisor import RestartPolicy, Supervisor
+from tests.support.running import free_port, pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +56,6 @@ class RecordingSpawner(SubprocessSpawner):
         return handle
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def stand_in(port: int, *flags: str, startup_timeout_s: float = 30.0) -> LaunchSpec:
     return LaunchSpec(
         engine_id="stand-in",
@@ -83,14 +77,6 @@ def simulator(port: int, api_key: str) -> LaunchSpec:
         health_url=f"http://127.0.0.1:{port}/health",
         startup_timeout_s=60.0,
     )
-
-
-def gone(pid: int) -> bool:
-    """No such process, or only a zombie waiting to be reaped."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -132,7 +118,7 @@ async def test_killed_simulator_comes_back_with_a_new_pid(supervise):
     again = sup.status()["sim"]
     assert again.restarts == 1 and again.pid != first.pid
     assert again.last_exit_code == -signal.SIGKILL and again.last_error == "killed by SIGKILL"
-    assert gone(first.pid)
+    assert not pid_alive(first.pid)
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
     async with client:
         models = await client.models.list()
@@ -170,7 +156,7 @@ async def test_configured_sim_engines_start_in_order_behind_the_internal_key(sup
             with pytest.raises(openai.AuthenticationError):
                 await stranger.models.list()
     await asyncio.wait_for(sup.stop(), 30)
-    assert all(pid is not None and gone(pid) for pid in pids)
+    assert all(pid is not None and not pid_alive(pid) for pid in pids)
 
 
 async def test_a_killed_engines_orphaned_worker_is_ended_before_the_restart(supervise):
@@ -183,7 +169,7 @@ async def test_a_killed_engines_orphaned_worker_is_ended_before_the_restart(supe
 
     os.kill(engine, signal.SIGKILL)
     await until(lambda: len(spawner.pids) == 2 and sup.status()["stand-in"].state is S.RUNNING)
-    assert gone(worker)
+    assert not pid_alive(worker)
     assert sup.status()["stand-in"].restarts == 1
 
 
@@ -204,7 +190,7 @@ async def test_never_healthy_engine_ends_fatal_in_bounded_time(supervise):
     assert status.last_error == "did not become healthy within 1 s"
     assert status.progress == f"listening on {port}"
     assert status.restarts == 1 and len(spawner.pids) == 2
-    assert all(gone(pid) for pid in spawner.pids)
+    assert all(not pid_alive(pid) for pid in spawner.pids)
     assert took >= 2.0  # two full deadlines: it really waited for the engine
 
 
@@ -224,13 +210,13 @@ async def test_stop_ends_the_whole_group_even_when_it_ignores_sigterm(supervise)
     engine = sup.status()["stand-in"].pid
     assert engine is not None
     worker = _worker_of(engine)
-    assert not gone(worker)
+    assert pid_alive(worker)
 
     began = time.monotonic()
     await asyncio.wait_for(sup.stop(), 30)
     took = time.monotonic() - began
 
-    assert gone(engine) and gone(worker)
+    assert not pid_alive(engine) and not pid_alive(worker)
     assert sup.status()["stand-in"].state is S.STOPPED
     assert sup.status()["stand-in"].last_exit_code == -signal.SIGKILL
     assert took >= 1.0  # SIGTERM was ignored, so SIGKILL came after the grace
@@ -257,16 +243,16 @@ async def test_no_engine_outlives_a_killed_appliance(loop: str):
         line = await asyncio.wait_for(parent.stdout.readline(), 60)
         assert line.startswith(b"running ")
         engine = int(line.split()[1])
-        assert not gone(engine)
+        assert pid_alive(engine)
 
         parent.kill()  # SIGKILL: the appliance gets no chance to stop anything
         await parent.wait()
-        await until(lambda: gone(engine), timeout=10)
+        await until(lambda: not pid_alive(engine), timeout=10)
     finally:
         if parent.returncode is None:
             parent.kill()
             await parent.wait()
-        if engine is not None and not gone(engine):
+        if engine is not None and pid_alive(engine):
             os.killpg(engine, signal.SIGKILL)
 
 

@@ -11,13 +11,11 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import openai
-import psutil
 import pytest
 
 from appliance.config import load_config
@@ -27,6 +25,7 @@ from appliance.engines.registry import build_engines, new_internal_api_key
 from appliance.engines.states import EngineState as S
 from appliance.engines.supervisor import RestartPolicy, Supervisor
 from appliance.placement import check_plan
+from tests.support.running import free_port, pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -101,19 +100,6 @@ max_model_len = 4096
 max_num_seqs = 16
 startup_timeout_s = 120
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -256,7 +242,7 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
     again = sup.status()["llama-8b"]
     assert again.restarts == 1 and again.pid != pids["llama-8b"]
     assert again.last_error == "killed by SIGKILL"
-    assert gone(pids["llama-8b"])
+    assert not pid_alive(pids["llama-8b"])
     calls = records(record_file)
     assert len(calls) == 4
     assert calls[3]["pid"] == again.pid
@@ -268,5 +254,5 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
     # Group stop: every engine process ends.
     running = [status.pid for status in sup.status().values()]
     await asyncio.wait_for(sup.stop(), 60)
-    assert all(pid is not None and gone(pid) for pid in running)
+    assert all(pid is not None and not pid_alive(pid) for pid in running)
     assert {status.state for status in sup.status().values()} == {S.STOPPED}
