@@ -18,12 +18,9 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,29 +28,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import build_request, percentile, run_load
+from loopback import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
 MODEL = "bench-model"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not healthy after {timeout} s")
 
 
 @contextmanager

@@ -32,7 +32,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,9 @@ from appliance.bench.workloads import MIX_ANALYSIS_P, Workload
 from appliance.config import load_config
 from appliance.config.schema import Config, EngineConfig
 from appliance.simulator import latency
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import free_port, shipped_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # Answer lengths in tokens (uniform ranges) that fit the guide's table at its tokens/s.
@@ -79,31 +81,18 @@ class Run:
 # -- the appliance under test --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_config(
     directory: Path, *, profile: str, time_scale: float, admission: bool
 ) -> tuple[Path, int]:
     """The shipped file with free ports, the time scale, admission on/off, no scheduled benches;
     a GPU profile is added as `PROFILE-sim`: the same engines and agents on simulated engines."""
-    text = (ROOT / "models.toml").read_text()
+    text, port = shipped_config(directory)
     if profile != "sim":
         text += simulated_profile(load_config(ROOT / "models.toml", profile="sim", env={}), profile)
-    port = free_port()
-    text = re.sub(r"^port = 8000$", f"port = {port}", text, count=1, flags=re.M)
-    text = text.replace('data_dir = "var"', f'data_dir = "{directory / "var"}"', 1)
     text = re.sub(
         r"(\[admission\]\n(?:#.*\n)*)enabled = true", rf"\1enabled = {str(admission).lower()}", text
     )
     text = re.sub(r"(\[bench\]\n(?:#.*\n)*)enabled = true", r"\1enabled = false", text)
-    for engine_port in ("8101", "8102", "8103"):
-        text = re.sub(
-            rf"^port = {engine_port}$", f"port = {free_port()}", text, count=1, flags=re.M
-        )
     text = text.replace('kind = "sim"', f'kind = "sim"\nsim.time_scale = {time_scale}')
     shipped = load_config(ROOT / "models.toml", profile="sim", env={})
     # The guide's timeouts pass as fast as the modelled time does.

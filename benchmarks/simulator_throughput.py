@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -25,17 +24,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import build_request, percentile, run_load
+from loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
 MODEL = "bench-8b"
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def start_simulator(port: int, time_scale: float) -> tuple[subprocess.Popen[bytes], float]:

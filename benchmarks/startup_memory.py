@@ -10,49 +10,27 @@ resident memory of the appliance process and of each engine once idle. Usage:
 from __future__ import annotations
 
 import argparse
-import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import healthy, shipped_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def config_with_free_ports(directory: Path) -> tuple[Path, int]:
-    text = (ROOT / "models.toml").read_text()
-    port = free_port()
-    text = text.replace("port = 8000", f"port = {port}", 1)
-    text = text.replace('data_dir = "var"', f'data_dir = "{directory / "var"}"', 1)
-    for engine_port in ("8101", "8102", "8103"):
-        text = re.sub(
-            rf"^port = {engine_port}$", f"port = {free_port()}", text, count=1, flags=re.M
-        )
+    text, port = shipped_config(directory)
     path = directory / "models.toml"
     path.write_text(text)
     return path, port
-
-
-def healthy(port: int) -> bool:
-    try:
-        url = f"http://127.0.0.1:{port}/health"
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def one_run() -> tuple[float, float, list[float]]:
@@ -74,7 +52,7 @@ def one_run() -> tuple[float, float, list[float]]:
             stderr=subprocess.DEVNULL,
         )
         try:
-            while not healthy(port):
+            while not healthy(f"http://127.0.0.1:{port}/health"):
                 if proc.poll() is not None or time.perf_counter() - started > 60:
                     raise RuntimeError("the appliance did not become ready")
                 time.sleep(0.01)
