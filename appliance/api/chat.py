@@ -24,7 +24,7 @@ from litestar.types import (
 
 from appliance.agents.prompts import system_prompt
 from appliance.api.agents import answer_crisis
-from appliance.api.errors import error_parts
+from appliance.api.errors import error_body, error_parts
 from appliance.config.schema import AgentConfig
 from appliance.errors import ApplianceError, BadRequest
 from appliance.gateway.gateway import Dispatch, Route
@@ -192,15 +192,8 @@ async def _client_gone(receive: Receive) -> None:
 
 
 def _stream_error() -> bytes:
-    err = {
-        "error": {
-            "message": "The engine stopped mid-answer.",
-            "type": "engine_unavailable",
-            "param": None,
-            "code": "stream_interrupted",
-        }
-    }
-    return b"data: " + _encode(err) + b"\n\n"
+    body = error_body("The engine stopped mid-answer.", "engine_unavailable", "stream_interrupted")
+    return b"data: " + body + b"\n\n"
 
 
 async def _read_body(receive: Receive) -> bytes:
