@@ -1,4 +1,4 @@
-"""README's capacity-planning section shows what the planner prints for each shipped profile."""
+"""docs/capacity-planning.md shows what the planner prints for each shipped profile."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 from appliance.placement import plan_profile
 from appliance.placement.render import render_plan
 
-DOC = Path(__file__).resolve().parents[3] / "README.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "capacity-planning.md"
 
 
 def blocks() -> dict[str, list[str]]:
-    """Each `#### name: ...` section's first code block, as lines."""
+    """Each `### name: ...` section's first code block, as lines."""
     text = DOC.read_text()
     found: dict[str, list[str]] = {}
-    for match in re.finditer(r"^#### (\w+):.*?\n```\n(.*?)```", text, re.S | re.M):
+    for match in re.finditer(r"^### (\w+):.*?\n```\n(.*?)```", text, re.S | re.M):
         found[match[1]] = [line for line in match[2].splitlines() if line.strip()]
     return found
 
