@@ -104,6 +104,8 @@ class Placement(Protocol):
     @property
     def gpu_memory_utilization(self) -> float: ...
 
+    # An entry may also carry `cuda_devices` (MIG UUIDs): CUDA_VISIBLE_DEVICES then names those.
+
 
 # Where the gateway reaches it: loopback, behind the appliance's internal key.
 endpoint = loopback_endpoint
@@ -116,10 +118,11 @@ def launch_spec(engine: EngineConfig, api_key: str, placement: Placement | None)
     gpus = tuple(placement.gpus) if placement is not None else tuple(engine.gpus or ())
     argv = [find_vllm(engine), "serve", model_argument(engine), *_flags(engine, port, placement)]
     argv += engine.extra_args
+    cuda = tuple(getattr(placement, "cuda_devices", ()) or ()) or tuple(str(i) for i in gpus)
     return LaunchSpec(
         engine_id=engine.id,
         argv=tuple(argv),
-        env=environment(engine, api_key, gpus),
+        env=environment(engine, api_key, cuda),
         health_url=f"http://{HOST}:{port}/health",
         startup_timeout_s=engine.startup_timeout_s or DEFAULT_STARTUP_TIMEOUT_S,
         gpus=gpus,
@@ -178,7 +181,8 @@ def model_argument(engine: EngineConfig) -> str:
     return engine.model
 
 
-def environment(engine: EngineConfig, api_key: str, gpus: tuple[int, ...]) -> dict[str, str]:
+def environment(engine: EngineConfig, api_key: str, gpus: tuple[int | str, ...]) -> dict[str, str]:
+    """`gpus`: CUDA indices or MIG UUIDs, as CUDA_VISIBLE_DEVICES names them."""
     env = {
         "VLLM_API_KEY": api_key,
         "VLLM_NO_USAGE_STATS": "1",

@@ -283,6 +283,11 @@ def _finish(
     if indices and kv_bytes <= 0:
         others = sorted({t for i in indices for t in tenants[i] if t != engine.id})
         problems.append(_no_room(engine, fraction, budget, [by_index[i] for i in indices], others))
+    elif len(indices) > 1 and any(by_index[i].mig for i in indices):
+        problems.append(
+            f"tensor_parallel_size {engine.tp} over MIG instances: CUDA gives a process one MIG "
+            "instance, so an engine on MIG runs with tensor_parallel_size = 1"
+        )
     elif indices and full < 1:
         problems.append(
             f"its KV cache would hold {kv_tokens:,} tokens, less than one sequence of "
@@ -321,6 +326,7 @@ def _finish(
         full_length_seqs=full,
         verdict=verdict,
         problems=tuple(problems),
+        cuda_devices=tuple(by_index[i].cuda_name for i in indices),
     )
 
 
