@@ -295,3 +295,23 @@ def test_an_engine_without_a_port_is_a_config_error(fake_vllm):
 def _pair(argv: tuple[str, ...], flag: str) -> tuple[str, str]:
     at = argv.index(flag)
     return argv[at], argv[at + 1]
+
+
+def test_config_validate_refuses_a_reserved_flag_in_a_vllm_engines_extra_args(
+    fake_vllm, tmp_path, capsys
+):
+    from appliance.cli import main
+
+    text = MODELS_TOML.read_text()
+    anchor = "max_model_len = 8192\nmax_num_seqs = 3\n"
+    assert anchor in text
+    bad = text.replace(anchor, anchor + 'extra_args = ["--enable_log_requests"]\n', 1)
+    path = tmp_path / "models.toml"
+    path.write_text(bad)
+    assert main(["config", "validate", "--config", str(path), "--profile", "balanced"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("appliance: configuration error: models.toml: engines.llama-70b.")
+    assert "no --enable-log-requests in any spelling" in err
+    good = tmp_path / "good.toml"
+    good.write_text(text)
+    assert main(["config", "validate", "--config", str(good), "--profile", "balanced"]) == 0
