@@ -82,7 +82,11 @@ class EngineClient:
         self._llm = llm
         self._timeout = httpx2.Timeout(llm.timeout, connect=min(5.0, llm.timeout))
         # One TLS and proxy set-up for the passthrough, the GETs and the agents (gateway/tls.py).
-        context = tls.client_context(endpoint.ca_file or llm.ca_file)
+        context = tls.checked_context(
+            endpoint.ca_file or llm.ca_file,
+            "models.toml",
+            f"engines.{self.engine_id}.ca_file" if endpoint.ca_file else "llm.ca_file",
+        )
         proxy = tls.proxy_for(endpoint.base_url)
         limits = httpx2.Limits(
             max_connections=max_connections,

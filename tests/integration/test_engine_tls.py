@@ -289,3 +289,12 @@ def test_an_unreadable_ca_file_is_a_config_error(tmp_path):
     assert str(caught.value).startswith(
         "models.toml: engines.ext.ca_file: expected a readable PEM file of CA certificates"
     )
+
+
+def test_llm_ca_file_comes_from_the_file_or_the_variable(pki):
+    from appliance.config import load_config
+    from tests.unit.placement.conftest import MODELS_TOML
+
+    ca = str(pki / "ca.pem")
+    config = load_config(MODELS_TOML, profile="sim", env={"LLM_CA_FILE": ca})
+    assert config.llm.ca_file == ca
