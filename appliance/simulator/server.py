@@ -251,7 +251,7 @@ class Simulator:
             await _error(send, 400, f"Grammar error: {exc}", "BadRequestError")
             return
         except _TooLong as exc:
-            await _error(send, 400, str(exc), "BadRequestError", param="messages")
+            await _error(send, 400, str(exc), "BadRequestError", param="input_tokens")
             return
         # vLLM answers with the engine's first served name whatever alias was asked for.
         model = self.names[0]
@@ -307,7 +307,8 @@ class Simulator:
         if prompt >= max_len:
             raise _TooLong(
                 f"This model's maximum context length is {max_len} tokens. However, your "
-                f"messages resulted in {prompt} tokens."
+                f"prompt contains {prompt} input tokens, which exceeds this limit even without "
+                "any output tokens. Please reduce the length of the input prompt."
             )
         max_tokens = (
             request.max_tokens or request.max_completion_tokens or latency.DEFAULT_MAX_TOKENS

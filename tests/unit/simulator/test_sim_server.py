@@ -161,7 +161,9 @@ async def test_the_answer_is_capped_by_the_context_left_and_a_too_long_prompt_is
     assert answer["usage"]["completion_tokens"] == 46
     refused = await call(app, "POST", "/v1/chat/completions", chat("x" * 1200), headers=AUTH)
     assert refused.status == 400
-    assert "maximum context length is 300" in refused.json()["error"]["message"]
+    error = refused.json()["error"]
+    assert "maximum context length is 300" in error["message"]
+    assert "input tokens" in error["message"] and error["param"] == "input_tokens"
 
 
 async def test_models_lists_every_served_name_in_vllms_shape():
