@@ -64,6 +64,11 @@ class ChatRequest(Struct, kw_only=True):
     n: Annotated[int, Meta(ge=1)] = 1
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
     response_format: ResponseFormat | None = None
     # vLLM's extra parameter for structured output (its older `guided_json` is ignored, as
     # vLLM 0.32 ignores it: read here only to warn).

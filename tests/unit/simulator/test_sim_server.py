@@ -297,6 +297,13 @@ async def test_a_missing_or_wrong_key_gets_vllms_own_401_body(path, method, payl
         ("/v1/chat/completions", "POST", {"model": MODEL, "messages": []}, AUTH, 400, None),
         ("/v1/chat/completions", "POST", chat(temperature=3), AUTH, 400, "BadRequestError"),
         ("/v1/chat/completions", "POST", chat(top_p=0), AUTH, 400, "BadRequestError"),
+        ("/v1/chat/completions", "POST", chat(temperature=-1), AUTH, 400, "BadRequestError"),
+        ("/v1/chat/completions", "POST", chat(presence_penalty=3), AUTH, 400, "BadRequestError"),
+        ("/v1/chat/completions", "POST", chat(frequency_penalty=-3), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(repetition_penalty=0), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(top_k=-2), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(min_p=1.5), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(min_tokens=9, max_tokens=3), AUTH, 400, None),
         ("/v1/chat/completions", "POST", chat(max_tokens=10**6), AUTH, 400, "BadRequestError"),
         (
             "/v1/chat/completions", "POST",
@@ -518,3 +525,20 @@ async def test_the_first_served_name_is_echoed_for_an_alias():
             assert {json.loads(e)["model"] for e in response.events()[:-1]} == {MODEL}
         else:
             assert response.json()["model"] == MODEL
+
+
+async def test_vllms_messages_for_out_of_range_sampling():
+    app = make()
+    refused = await call(app, "POST", "/v1/chat/completions", chat(temperature=3), headers=AUTH)
+    assert refused.json()["error"] == {
+        "message": "temperature must be in [0, 2], got 3.0. (parameter=temperature, value=3.0)",
+        "type": "BadRequestError",
+        "param": "temperature",
+        "code": 400,
+    }
+    too_many = await call(app, "POST", "/v1/chat/completions", chat(max_tokens=9000), headers=AUTH)
+    assert too_many.json()["error"]["message"].startswith(
+        "max_tokens=9000 cannot be greater than max_model_len=8192. Please request fewer"
+    )
+    accepted = chat(temperature=0, top_p=1, top_k=-1, min_p=0, presence_penalty=2, n=1)
+    assert (await call(app, "POST", "/v1/chat/completions", accepted, headers=AUTH)).status == 200
