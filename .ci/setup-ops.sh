@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tools the operations tests drive for real, on a fresh Debian host, as root: systemd-analyze
-# (package systemd) and ansible-core with ansible-lint (in their own virtual environment, linked
+# (package systemd), openssl (the engine TLS tests) and ansible-core with ansible-lint (in their own virtual environment, linked
 # into /usr/local/bin). Idempotent and quiet: a second run changes nothing and prints nothing.
 set -euo pipefail
 
@@ -13,6 +13,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
+# The engine TLS tests make their own CA and server certificate with the openssl command.
+if ! command -v openssl >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends openssl >/dev/null
 fi
 
 if ! "$OPS_VENV/bin/python" -c 'import ansiblelint' >/dev/null 2>&1; then

@@ -99,6 +99,11 @@ def _load(args: argparse.Namespace) -> Any:
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
     config = _load(args)
+    from appliance.engines import vllm
+
+    for engine in config.engines:
+        if engine.kind == "vllm":
+            vllm.check_engine(engine)
     engines = ", ".join(f"{e.id} ({e.kind})" for e in config.engines)
     print(f"{config.source}: valid; profile {config.profile}; engines: {engines}")
     return 0

@@ -40,6 +40,7 @@ _LLM_VARS: dict[str, tuple[str, type]] = {
     "LLM_RETRY_DELAY": ("retry_delay", float),
     "LLM_CIRCUIT_BREAKER_THRESHOLD": ("circuit_breaker_threshold", int),
     "LLM_CIRCUIT_BREAKER_TIMEOUT": ("circuit_breaker_timeout", float),
+    "LLM_CA_FILE": ("ca_file", str),
 }
 AGENT_MODEL_VARS = {agent: f"{agent.upper()}_AGENT_MODEL" for agent in AGENTS}
 ENV_VARS = (

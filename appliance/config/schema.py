@@ -36,6 +36,8 @@ class LLMSettings(Base, frozen=True, kw_only=True):
     """Connection settings; names follow the service guide's LLM_* variables."""
 
     timeout: Positive = 30.0
+    # A PEM bundle of CAs trusted for HTTPS engines besides the system's (gateway/tls.py).
+    ca_file: str | None = None
     max_retries: Annotated[int, Meta(ge=0, le=10)] = 3
     retry_delay: NonNegative = 1.0
     circuit_breaker_threshold: Annotated[int, Meta(ge=1)] = 5
@@ -90,6 +92,8 @@ class EngineConfig(Base, frozen=True, kw_only=True):
     extra_args: tuple[str, ...] = ()
     startup_timeout_s: Positive | None = None
     sim: SimSettings = SimSettings()
+    # external: a PEM bundle of CAs that sign the server's certificate (besides system trust).
+    ca_file: str | None = None
 
     @property
     def name(self) -> str:

@@ -22,6 +22,7 @@ class Endpoint:
     api_key: str
     names: tuple[str, ...]  # served name first, then aliases
     launched: bool  # False for `external`
+    ca_file: str | None = None  # extra CAs trusted for this engine's HTTPS (gateway/tls.py)
 
     @property
     def root_url(self) -> str:

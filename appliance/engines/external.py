@@ -5,6 +5,7 @@ from __future__ import annotations
 from appliance.config.schema import EngineConfig
 from appliance.engines.base import Endpoint
 from appliance.errors import ConfigError
+from appliance.gateway import tls
 
 # What OpenAI-compatible servers without authentication (vLLM, Ollama) accept as a key.
 NO_KEY = "EMPTY"
@@ -23,10 +24,13 @@ def endpoint(
     base_url = engine.base_url.rstrip("/")
     if not base_url.endswith("/v1"):
         base_url += "/v1"
+    if engine.ca_file:
+        tls.checked_context(engine.ca_file, source, f"engines.{engine.id}.ca_file")
     return Endpoint(
         engine_id=engine.id,
         base_url=base_url,
         api_key=engine.api_key or NO_KEY,
         names=engine.names,
         launched=False,
+        ca_file=engine.ca_file,
     )

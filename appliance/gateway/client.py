@@ -14,7 +14,7 @@ import httpx2
 
 from appliance.config.schema import LLMSettings
 from appliance.engines.base import Endpoint
-from appliance.gateway import http1
+from appliance.gateway import http1, tls
 from appliance.gateway.http1 import EngineConnectionError
 
 if TYPE_CHECKING:
@@ -55,6 +55,24 @@ class UpstreamResponse:
         self._response.release()
 
 
+class _ReportingTransport(httpx2.AsyncBaseTransport):
+    """The engine's transport, naming a certificate failure in the log (gateway/tls.py)."""
+
+    def __init__(self, engine_id: str, inner: httpx2.AsyncBaseTransport) -> None:
+        self._engine_id = engine_id
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except Exception as exc:
+            tls.report(self._engine_id, str(request.url), exc)
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class EngineClient:
     """The appliance's connection to one engine."""
 
@@ -63,12 +81,25 @@ class EngineClient:
         self.engine_id = endpoint.engine_id
         self._llm = llm
         self._timeout = httpx2.Timeout(llm.timeout, connect=min(5.0, llm.timeout))
+        # One TLS and proxy set-up for the passthrough, the GETs and the agents (gateway/tls.py).
+        context = tls.checked_context(
+            endpoint.ca_file or llm.ca_file,
+            "models.toml",
+            f"engines.{self.engine_id}.ca_file" if endpoint.ca_file else "llm.ca_file",
+        )
+        proxy = tls.proxy_for(endpoint.base_url)
+        limits = httpx2.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+        )
         self._http = httpx2.AsyncClient(
             timeout=self._timeout,
-            limits=httpx2.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=30.0,
+            transport=_ReportingTransport(
+                self.engine_id,
+                httpx2.AsyncHTTPTransport(
+                    verify=context, limits=limits, proxy=proxy, trust_env=False
+                ),
             ),
             trust_env=False,
         )
@@ -80,6 +111,9 @@ class EngineClient:
             endpoint.base_url,
             max_connections=max_connections,
             connect_timeout=min(5.0, llm.timeout),
+            ssl_context=context,
+            proxy=proxy,
+            engine_id=self.engine_id,
         )
         self._chat_head = self._pool.prepare("/chat/completions", self._headers)
         self._openai: AsyncOpenAI | None = None

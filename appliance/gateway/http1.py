@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from appliance.gateway import tls
+
 IDLE_EXPIRY_S = 4.0  # below uvicorn's (and so vLLM's) default 5 s keep-alive timeout
 _MAX_BUFFER = 1 << 20
 
@@ -179,6 +181,23 @@ class _Connection(asyncio.Protocol):
         self._waiter = None
 
 
+class _ConnectOpener(asyncio.Protocol):
+    """Reads a proxy's answer to CONNECT: its status line once the head has arrived."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.answered: asyncio.Future[bytes] = loop.create_future()
+        self._head = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._head += data
+        if b"\r\n\r\n" in self._head and not self.answered.done():
+            self.answered.set_result(self._head.split(b"\r\n", 1)[0])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(OSError("the proxy closed the connection"))
+
+
 class Response:
     """An engine's answer: status and headers now, body as it arrives."""
 
@@ -214,14 +233,32 @@ class Response:
 
 
 class Pool:
-    """Keep-alive connections to one engine, at most `max_connections` at once."""
+    """Keep-alive connections to one engine, at most `max_connections` at once.
 
-    def __init__(self, base_url: str, *, max_connections: int = 256, connect_timeout: float = 5.0):
+    HTTPS takes `ssl_context` (gateway/tls.py builds the one every engine call shares); with
+    `proxy` the connection is a CONNECT tunnel through it, as curl makes for HTTPS.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int = 256,
+        connect_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
+        engine_id: str = "",
+    ):
         parts = urlsplit(base_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.base_path = parts.path.rstrip("/")
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self.engine_id = engine_id or self.host
+        self._url = base_url
+        self._ssl = (
+            (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        )
+        self._proxy = urlsplit(proxy) if proxy else None
         self._host_header = f"{self.host}:{self.port}".encode()
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
@@ -282,6 +319,8 @@ class Pool:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
+            if self._proxy is not None:
+                return await asyncio.wait_for(self._tunnel(), self.connect_timeout)
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
                     lambda: _Connection(self),
@@ -293,9 +332,44 @@ class Pool:
                 self.connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
+            if tls.report(self.engine_id, self._url, exc):
+                raise EngineConnectionError(
+                    f"TLS certificate of {self.host} not trusted "
+                    f"({getattr(exc, 'verify_message', '') or exc})"
+                ) from None
             raise EngineConnectionError(
                 f"cannot connect to {self.host}:{self.port} ({type(exc).__name__})"
             ) from None
+        return conn
+
+    async def _tunnel(self) -> _Connection:
+        """A CONNECT tunnel through the proxy to the engine, then TLS inside it."""
+        assert self._proxy is not None
+        loop = asyncio.get_running_loop()
+        target = f"{self.host}:{self.port}"
+        transport, opener = await loop.create_connection(
+            lambda: _ConnectOpener(loop),
+            self._proxy.hostname or "127.0.0.1",
+            self._proxy.port or 80,
+        )
+        transport.write(f"CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n".encode())
+        try:
+            status_line = await opener.answered
+        except BaseException:
+            transport.close()
+            raise
+        if status_line.split(b" ", 2)[1:2] != [b"200"]:
+            transport.close()
+            raise OSError(f"the proxy refused CONNECT {target}: {status_line!r}")
+        conn = _Connection(self)
+        if self._ssl is not None:
+            tunnelled = await loop.start_tls(transport, conn, self._ssl, server_hostname=self.host)
+            if tunnelled is None:
+                raise OSError("TLS inside the proxy tunnel could not start")
+            conn.connection_made(tunnelled)
+        else:
+            transport.set_protocol(conn)
+            conn.connection_made(transport)
         return conn
 
     def put_back(self, conn: _Connection) -> None:

@@ -4,6 +4,10 @@
 follows `NvmlBackend`. A host without the driver (or without the library) is a normal case, not a
 crash: every failure to reach NVML becomes `NvmlUnavailable` with the reason, so callers can fall
 back to declared hardware and say why.
+
+A GPU in MIG mode is not one device but its MIG instances, each with its own memory; CUDA gives a
+process one instance, named by its `MIG-...` UUID in CUDA_VISIBLE_DEVICES. So `read_devices`
+lists the instances in the GPU's place, each with that UUID as `cuda_id`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,24 @@ class GpuInfo:
     utilization_gpu: int | None = None  # percent of time a kernel ran
     utilization_memory: int | None = None  # percent of time memory was read or written
     temperature_c: int | None = None
+    # What CUDA_VISIBLE_DEVICES names it by: the CUDA index, or a MIG instance's UUID.
+    cuda_id: str = ""
+    mig_parent: int | None = None  # the physical GPU of a MIG instance
+
+    @property
+    def cuda_name(self) -> str:
+        return self.cuda_id or str(self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class MigInstance:
+    """One MIG instance of a GPU in MIG mode. Memory in bytes."""
+
+    name: str
+    uuid: str
+    memory_total: int
+    memory_used: int
+    memory_free: int
 
 
 class NvmlBackend(Protocol):
@@ -64,6 +86,10 @@ class NvmlBackend(Protocol):
 
     def temperature(self, index: int) -> int:
         """Core temperature in degrees Celsius."""
+        ...
+
+    def mig_instances(self, index: int) -> list[MigInstance]:
+        """The MIG instances of a GPU whose current MIG mode is on; [] otherwise."""
         ...
 
 
@@ -116,6 +142,38 @@ class RealNvml:
             self._call("nvmlDeviceGetTemperature", self._handle(index), nvml.NVML_TEMPERATURE_GPU)
         )
 
+    def mig_instances(self, index: int) -> list[MigInstance]:
+        nvml = self._require()
+        mig_mode = getattr(nvml, "nvmlDeviceGetMigMode", None)
+        if mig_mode is None:  # a binding older than MIG
+            return []
+        handle = self._handle(index)
+        try:
+            current, _pending = mig_mode(handle)
+        except nvml.NVMLError:
+            return []  # not a MIG-capable GPU
+        if current != nvml.NVML_DEVICE_MIG_ENABLE:
+            return []
+        found: list[MigInstance] = []
+        for slot in range(int(self._call("nvmlDeviceGetMaxMigDeviceCount", handle))):
+            try:
+                mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+            except nvml.NVMLError:
+                continue  # an empty slot (NVML_ERROR_NOT_FOUND)
+            name = self._call("nvmlDeviceGetName", mig)
+            uuid = self._call("nvmlDeviceGetUUID", mig)
+            info = self._call("nvmlDeviceGetMemoryInfo", mig)
+            found.append(
+                MigInstance(
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+                    memory_total=int(info.total),
+                    memory_used=int(info.used),
+                    memory_free=int(info.free),
+                )
+            )
+        return found
+
     def _handle(self, index: int) -> Any:
         if index not in self._handles:
             self._handles[index] = self._call("nvmlDeviceGetHandleByIndex", index)
@@ -158,7 +216,27 @@ def read_devices(nvml: NvmlBackend) -> list[GpuInfo]:
         count = nvml.device_count()
     except NvmlQueryError as exc:
         raise NvmlUnavailable(str(exc)) from None
-    return [_device(nvml, index) for index in range(count)]
+    devices: list[GpuInfo] = []
+    for physical in range(count):
+        instances: list[MigInstance] = []
+        with suppress(NvmlQueryError):  # a GPU that cannot say is used whole
+            instances = nvml.mig_instances(physical)
+        if not instances:
+            devices.append(_device(nvml, physical, len(devices)))
+            continue
+        for mig in instances:
+            devices.append(
+                GpuInfo(
+                    index=len(devices),
+                    name=mig.name,
+                    memory_total=mig.memory_total,
+                    memory_used=mig.memory_used,
+                    memory_free=mig.memory_free,
+                    cuda_id=mig.uuid if mig.uuid.startswith("MIG-") else f"MIG-{mig.uuid}",
+                    mig_parent=physical,
+                )
+            )
+    return devices
 
 
 def read_gpus(backend: NvmlBackend | None = None) -> list[GpuInfo]:
@@ -167,7 +245,7 @@ def read_gpus(backend: NvmlBackend | None = None) -> list[GpuInfo]:
         return read_devices(nvml)
 
 
-def _device(nvml: NvmlBackend, index: int) -> GpuInfo:
+def _device(nvml: NvmlBackend, index: int, position: int) -> GpuInfo:
     try:
         name = nvml.name(index)
         total, used, free = nvml.memory(index)
@@ -179,7 +257,7 @@ def _device(nvml: NvmlBackend, index: int) -> GpuInfo:
     with suppress(NvmlQueryError):
         temperature = nvml.temperature(index)
     return GpuInfo(
-        index=index,
+        index=position,
         name=name,
         memory_total=total,
         memory_used=used,
@@ -187,4 +265,5 @@ def _device(nvml: NvmlBackend, index: int) -> GpuInfo:
         utilization_gpu=util_gpu,
         utilization_memory=util_mem,
         temperature_c=temperature,
+        cuda_id="" if position == index else str(index),
     )

@@ -58,6 +58,12 @@ class Gpu(Struct, frozen=True, kw_only=True):
     total: int  # bytes
     free: int  # bytes
     source: str  # "nvml" or "declared"
+    cuda_id: str = ""  # CUDA_VISIBLE_DEVICES' name for it when not `index` (a MIG UUID)
+    mig: bool = False  # a MIG instance: CUDA gives a process only one
+
+    @property
+    def cuda_name(self) -> str:
+        return self.cuda_id or str(self.index)
 
 
 def parse_gpu_spec(spec: str) -> list[Gpu]:
@@ -95,7 +101,15 @@ def _declared_bytes(name: str, marketed: float) -> int:
 
 def from_nvml(infos: Iterable[GpuInfo]) -> list[Gpu]:
     return [
-        Gpu(index=i.index, name=i.name, total=i.memory_total, free=i.memory_free, source="nvml")
+        Gpu(
+            index=i.index,
+            name=i.name,
+            total=i.memory_total,
+            free=i.memory_free,
+            source="nvml",
+            cuda_id=i.cuda_id,
+            mig=i.mig_parent is not None,
+        )
         for i in infos
     ]
 

@@ -4,9 +4,11 @@ vLLM takes `gpu_memory_utilization x` the GPU's memory as its budget, loads the 
 profiling pass at the largest batch it will schedule, and gives whatever is left to the KV cache.
 The figures below are the appliance's estimates of the parts that are not weights or KV cache:
 
-- runtime, 1 GiB per engine per GPU: the CUDA context, cuBLAS and NCCL workspaces and allocator
-  slack. vLLM logs 0.3-0.9 GiB of "non-torch" memory for the models this appliance ships; 1 GiB
-  rounds that up.
+- runtime per engine per GPU, by tensor-parallel size: the CUDA context, cuBLAS workspaces,
+  allocator slack and, with tensor parallel, NCCL's buffers and vLLM's custom all-reduce buffers.
+  vLLM's own profiling reports about 1.8 GiB outside torch at TP=1 and about 3.6 GiB at TP=2;
+  each doubling of the group adds NCCL channels to more peers, so the allowance grows by 1.8 GiB
+  per doubling (5.4 GiB at TP=4, 7.2 GiB at TP=8).
 - CUDA graphs, 0.5 GiB per engine per GPU: vLLM captures decode graphs for batch sizes up to 512
   and reports 0.2-1 GiB for them; some versions keep that memory outside the budget, which is why
   the fractions on one GPU are held to 0.95 (the rest is headroom for it).
@@ -18,8 +20,9 @@ The figures below are the appliance's estimates of the parts that are not weight
 - 0.6 GiB of each GPU is reserved by the driver: CUDA, whose total the fraction applies to, sees
   that much less than NVML and nvidia-smi report.
 
-KV cache per token is 2 (K and V) x layers x KV heads x head size x 2 bytes (FP16/BF16 KV cache);
-with tensor parallel each GPU holds its share of the KV heads. vLLM allocates it in blocks of 16.
+KV cache per token is 2 (K and V) x layers x KV heads x head size x 2 bytes (FP16/BF16 KV cache;
+1 byte with `--kv-cache-dtype fp8...` in extra_args); with tensor parallel each GPU holds its
+share of the KV heads. vLLM allocates it in blocks of 16.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ from appliance.placement.figures import ENGINE_FORMATS, SIXTEEN_BIT, ModelFigure
 from appliance.placement.gpus import GIB, Gpu
 
 KIB = 1 << 10
-RUNTIME_BYTES = GIB
+RUNTIME_BYTES_TP1 = int(1.8 * GIB)  # and as much again per doubling of the TP group
 CUDA_GRAPH_BYTES = GIB // 2
 CUDA_RESERVED_BYTES = int(0.6 * GIB)
 MAX_GPU_FRACTION = 0.95
-DEFAULT_FRACTION = 0.90  # vLLM's own default
+DEFAULT_FRACTION = 0.92  # vLLM's own default (0.90 before 0.2x)
 KV_DTYPE_BYTES = 2
 KV_BLOCK_TOKENS = 16
 ACTIVATION_SAFETY = 1.5
@@ -89,9 +92,29 @@ def kv_heads_per_gpu(figures: ModelFigures, tp: int) -> int:
     return max(1, figures.kv_heads // tp)
 
 
-def kv_bytes_per_token(figures: ModelFigures, tp: int = 1) -> int:
+def runtime_bytes(tp: int) -> int:
+    """What an engine holds outside torch on each of its GPUs (see the module docstring)."""
+    return int(RUNTIME_BYTES_TP1 * (1 + math.log2(max(tp, 1))))
+
+
+def kv_dtype_bytes(engine: EngineConfig) -> int:
+    """Bytes per KV element: 1 when extra_args ask for an FP8 KV cache, else 16-bit."""
+    args = engine.extra_args
+    for i, arg in enumerate(args):
+        name, _, value = arg.partition("=")
+        if name.replace("_", "-") != "--kv-cache-dtype":
+            continue
+        if not value and i + 1 < len(args):
+            value = args[i + 1]
+        return 1 if value.lower().startswith("fp8") else KV_DTYPE_BYTES
+    return KV_DTYPE_BYTES
+
+
+def kv_bytes_per_token(
+    figures: ModelFigures, tp: int = 1, dtype_bytes: int = KV_DTYPE_BYTES
+) -> int:
     """KV cache bytes one token takes on each GPU (tp=1: the whole model)."""
-    return 2 * figures.layers * kv_heads_per_gpu(figures, tp) * figures.head_dim * KV_DTYPE_BYTES
+    return 2 * figures.layers * kv_heads_per_gpu(figures, tp) * figures.head_dim * dtype_bytes
 
 
 def usable_bytes(gpu: Gpu) -> int:

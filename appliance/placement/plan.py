@@ -50,6 +50,8 @@ class EnginePlan(Struct, frozen=True, kw_only=True):
     full_length_seqs: int
     verdict: Verdict
     problems: tuple[str, ...] = ()
+    # CUDA_VISIBLE_DEVICES for it: the GPU indices, or MIG UUIDs where it runs on a MIG instance.
+    cuda_devices: tuple[str, ...] = ()
 
     @property
     def overhead_bytes_per_gpu(self) -> int:

@@ -4,7 +4,7 @@ Pure and fast: no I/O beyond reading a local model's config.json, so the suggest
 run it hundreds of times. Engines that list `gpus` keep them; the others go, largest first, to the
 GPUs with the most room. Engines without a `gpu_memory_utilization` share what the given ones leave
 on each GPU in proportion to what they want (weights, overhead and a full KV cache of
-`max_num_seqs` full-length sequences), at most vLLM's default 0.90 each.
+`max_num_seqs` full-length sequences), at most vLLM's default 0.92 each.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class _Engine:
         self.id = self.config.id
         self.tp = self.config.tensor_parallel_size
         self.weights_per_gpu = math.ceil(self.weights / self.tp)
-        self.kv_per_gpu = memory.kv_bytes_per_token(self.figures, self.tp)
+        self.kv_dtype = memory.kv_dtype_bytes(self.config)
+        self.kv_per_gpu = memory.kv_bytes_per_token(self.figures, self.tp, self.kv_dtype)
 
     def overhead(self, gpu: Gpu) -> tuple[int, int, int, int]:
         """(runtime, CUDA graphs, activation, batch tokens) on one of its GPUs."""
@@ -49,7 +50,7 @@ class _Engine:
         if cached is None:
             tokens = memory.batch_tokens(self.config, gpu)
             act = memory.activation_bytes(self.figures, self.config, self.tp, tokens)
-            cached = (memory.RUNTIME_BYTES, memory.CUDA_GRAPH_BYTES, act, tokens)
+            cached = (memory.runtime_bytes(self.tp), memory.CUDA_GRAPH_BYTES, act, tokens)
             self._overheads[gpu.index] = cached
         return cached
 
@@ -237,7 +238,7 @@ def _fractions(
 
 
 def _ceiling(engine: _Engine, gpus: list[Gpu]) -> float:
-    """vLLM's default 0.90, or more when the engine needs more to start (up to each GPU's limit,
+    """vLLM's default 0.92, or more when the engine needs more to start (up to each GPU's limit,
     which the sharing below enforces)."""
     need = max(
         e_min / (memory.usable_bytes(g) or 1) for g in gpus for e_min in [engine.min_bytes(g)]
@@ -282,6 +283,11 @@ def _finish(
     if indices and kv_bytes <= 0:
         others = sorted({t for i in indices for t in tenants[i] if t != engine.id})
         problems.append(_no_room(engine, fraction, budget, [by_index[i] for i in indices], others))
+    elif len(indices) > 1 and any(by_index[i].mig for i in indices):
+        problems.append(
+            f"tensor_parallel_size {engine.tp} over MIG instances: CUDA gives a process one MIG "
+            "instance, so an engine on MIG runs with tensor_parallel_size = 1"
+        )
     elif indices and full < 1:
         problems.append(
             f"its KV cache would hold {kv_tokens:,} tokens, less than one sequence of "
@@ -304,7 +310,7 @@ def _finish(
         weight_format=engine.fmt.name,
         weight_bytes=engine.weights,
         weight_bytes_per_gpu=engine.weights_per_gpu,
-        kv_bytes_per_token=memory.kv_bytes_per_token(engine.figures, 1),
+        kv_bytes_per_token=memory.kv_bytes_per_token(engine.figures, 1, engine.kv_dtype),
         kv_bytes_per_token_per_gpu=engine.kv_per_gpu,
         runtime_bytes_per_gpu=runtime,
         cuda_graph_bytes_per_gpu=graphs,
@@ -320,6 +326,7 @@ def _finish(
         full_length_seqs=full,
         verdict=verdict,
         problems=tuple(problems),
+        cuda_devices=tuple(by_index[i].cuda_name for i in indices),
     )
 
 

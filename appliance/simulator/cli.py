@@ -34,6 +34,7 @@ IGNORED_FLAGS: dict[str, bool] = {
     "--max-num-batched-tokens": True,
     "--download-dir": True,
     "--generation-config": True,
+    "--disable-access-log-for-endpoints": True,
     "--max-log-len": True,
     "--disable-log-requests": False,
     "--disable-log-stats": False,

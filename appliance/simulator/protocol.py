@@ -62,10 +62,18 @@ class ChatRequest(Struct, kw_only=True):
     min_tokens: Annotated[int, Meta(ge=0)] = 0
     ignore_eos: bool = False
     n: Annotated[int, Meta(ge=1)] = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
     response_format: ResponseFormat | None = None
-    # vLLM's extra parameters for structured output, old and new.
-    guided_json: Any = None
+    # vLLM's extra parameter for structured output (its older `guided_json` is ignored, as
+    # vLLM 0.32 ignores it: read here only to warn).
     structured_outputs: StructuredOutputs | None = None
+    guided_json: Any = None
 
 
 class FaultPatch(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -127,13 +135,16 @@ class ChunkChoice(Struct, kw_only=True):
 
 
 class ChatCompletionChunk(Struct, kw_only=True):
+    """vLLM's chunk: `usage` only on the last one (with include_usage), the fingerprint only on
+    the last one."""
+
     id: str
     object: str = "chat.completion.chunk"
     created: int
     model: str
     choices: list[ChunkChoice]
-    system_fingerprint: str = FINGERPRINT
-    usage: Usage | UnsetType | None = UNSET
+    system_fingerprint: str | UnsetType = UNSET
+    usage: Usage | UnsetType = UNSET
 
 
 class ModelCard(Struct, kw_only=True):

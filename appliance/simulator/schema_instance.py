@@ -46,6 +46,37 @@ class SchemaError(ValueError):
     """The schema cannot be answered: remote `$ref`, `false`, endless recursion, not an object."""
 
 
+JSON_TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
+
+
+def check_schema(schema: object) -> None:
+    """Refuse what vLLM's grammar compiler refuses: a schema that is not an object, an unknown
+    `type`, `properties` that are not schemas, a `required` that is not a list of names."""
+    if isinstance(schema, bool):
+        return
+    if not isinstance(schema, Mapping):
+        raise SchemaError("the JSON schema must be an object")
+    kinds = schema.get("type")
+    for kind in kinds if isinstance(kinds, list) else [kinds]:
+        if kind is not None and kind not in JSON_TYPES:
+            raise SchemaError(f"Invalid type: {kind}")
+    properties = schema.get("properties", {})
+    if not isinstance(properties, Mapping):
+        raise SchemaError("properties must be an object")
+    for child in properties.values():
+        check_schema(child)
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise SchemaError("required must be a list of property names")
+    for key in ("items", "additionalProperties"):
+        child = schema.get(key)
+        if child is not None:
+            check_schema(child)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for child in schema.get(key, []) if isinstance(schema.get(key), list) else []:
+            check_schema(child)
+
+
 def instance(schema: object) -> object:
     """A value valid against `schema` (a decoded JSON Schema)."""
     if not isinstance(schema, Mapping | bool):

@@ -28,6 +28,7 @@ from appliance.simulator.metrics import CONTENT_TYPE as METRICS_TYPE
 from appliance.simulator.metrics import Metrics
 from appliance.simulator.options import SimOptions
 from appliance.simulator.protocol import (
+    FINGERPRINT,
     AnswerMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -43,7 +44,7 @@ from appliance.simulator.protocol import (
     Usage,
 )
 from appliance.simulator.scheduler import Scheduler
-from appliance.simulator.schema_instance import OBJECT_JSON, SchemaError, instance
+from appliance.simulator.schema_instance import OBJECT_JSON, SchemaError, check_schema, instance
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -91,7 +92,11 @@ class Simulator:
         self.names = options.served_model_names
         self.profile = options.profile()
         self.scheduler = Scheduler(options.max_num_seqs, options.kv_budget)
-        self.metrics = Metrics(self.names[0], legacy_names=options.legacy_metric_names)
+        self.metrics = Metrics(
+            self.names[0],
+            max_model_len=options.max_model_len,
+            legacy_names=options.legacy_metric_names,
+        )
         self.faults = Faults(
             seed=options.seed,
             error_rate=options.error_rate,
@@ -164,7 +169,7 @@ class Simulator:
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._authorized(scope):
-            await _error(send, 401, "Unauthorized", "AuthenticationError")
+            await _unauthorized(send)
             return
         await _json(send, 200, self._models_body)
 
@@ -186,13 +191,13 @@ class Simulator:
 
     async def get_faults(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._authorized(scope):
-            await _error(send, 401, "Unauthorized", "AuthenticationError")
+            await _unauthorized(send)
             return
         await _json(send, 200, _encode(self.faults.snapshot()))
 
     async def set_faults(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._authorized(scope):
-            await _error(send, 401, "Unauthorized", "AuthenticationError")
+            await _unauthorized(send)
             return
         body = await _read_body(receive, send)
         if body is None:
@@ -217,7 +222,7 @@ class Simulator:
             self._exit(1)
             return
         if not self._authorized(scope):
-            await _error(send, 401, "Unauthorized", "AuthenticationError")
+            await _unauthorized(send)
             return
         body = await _read_body(receive, send)
         if body is None:
@@ -233,29 +238,23 @@ class Simulator:
                 send, 404, f"The model `{model}` does not exist.", "NotFoundError", param="model"
             )
             return
-        if request.n != 1:
-            await _error(
-                send,
-                400,
-                "The simulator answers with one choice only (n=1).",
-                "BadRequestError",
-                param="n",
-            )
+        problem = self._refusal(request)
+        if problem is not None:
+            message, param = problem
+            await _error(send, 400, message, "BadRequestError", param=param)
             return
+        if request.guided_json is not None:
+            log.warning("guided_json is ignored, as vLLM ignores it: use structured_outputs")
         try:
             plan = self._plan(request)
         except SchemaError as exc:
-            await _error(
-                send,
-                400,
-                f"Unsupported JSON schema: {exc}",
-                "BadRequestError",
-                param="response_format",
-            )
+            await _error(send, 400, f"Grammar error: {exc}", "BadRequestError")
             return
         except _TooLong as exc:
-            await _error(send, 400, str(exc), "BadRequestError", param="messages")
+            await _error(send, 400, str(exc), "BadRequestError", param="input_tokens")
             return
+        # vLLM answers with the engine's first served name whatever alias was asked for.
+        model = self.names[0]
         fault = self.faults.draw()
         if fault.error:
             await _error(send, 500, "Simulated engine error.", "InternalServerError")
@@ -263,9 +262,62 @@ class Simulator:
         watch = _Watch(receive)
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            await self._stream(send, watch, model, plan, fault, include_usage)
+            await self._stream(send, watch, model, plan, fault, include_usage, request.n)
         else:
-            await self._complete(send, watch, model, plan, fault)
+            await self._complete(send, watch, model, plan, fault, request.n)
+
+    def _refusal(self, request: ChatRequest) -> tuple[str, str | None] | None:
+        """What vLLM 0.32's request validation refuses with a 400: (message, param)."""
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(request, name)
+            if value is not None and not -2 <= value <= 2:
+                return f"{name} must be in [-2, 2], got {float(value)}.", None
+        repetition = request.repetition_penalty
+        if repetition is not None and repetition <= 0:
+            return f"repetition_penalty must be greater than zero, got {float(repetition)}.", None
+        temperature = request.temperature
+        if temperature is not None and temperature < 0:
+            return (
+                f"temperature must be non-negative, got {float(temperature)}. "
+                f"(parameter=temperature, value={float(temperature)})",
+                "temperature",
+            )
+        if temperature is not None and temperature > 2:
+            return _out_of_range("temperature", "[0, 2]", temperature), "temperature"
+        top_p = request.top_p
+        if top_p is not None and not 0 < top_p <= 1:
+            return _out_of_range("top_p", "(0, 1]", top_p), "top_p"
+        if request.top_k is not None and request.top_k < -1:
+            return f"top_k must be 0 (disable), or at least 1, got {request.top_k}.", None
+        if request.min_p is not None and not 0 <= request.min_p <= 1:
+            return f"min_p must be in [0, 1], got {float(request.min_p)}.", None
+        limit = request.max_tokens or request.max_completion_tokens
+        if limit is not None and request.min_tokens > limit:
+            return (
+                f"min_tokens must be less than or equal to max_tokens={limit}, got "
+                f"{request.min_tokens}.",
+                None,
+            )
+        max_len = self.options.max_model_len
+        for name in ("max_tokens", "max_completion_tokens"):
+            value = getattr(request, name)
+            if value is not None and value > max_len:
+                return (
+                    f"{name}={value} cannot be greater than max_model_len={max_len}. Please "
+                    f"request fewer output tokens. (parameter={name}, value={value})",
+                    name,
+                )
+        fmt = request.response_format
+        if (
+            fmt is not None
+            and fmt.type == "json_schema"
+            and (fmt.json_schema is None or fmt.json_schema.schema is None)
+        ):
+            return (
+                "You must use one kind of structured outputs constraint but none are specified.",
+                None,
+            )
+        return None
 
     def _plan(self, request: ChatRequest) -> Plan:
         texts: list[str] = []
@@ -279,7 +331,8 @@ class Simulator:
         if prompt >= max_len:
             raise _TooLong(
                 f"This model's maximum context length is {max_len} tokens. However, your "
-                f"messages resulted in {prompt} tokens."
+                f"prompt contains {prompt} input tokens, which exceeds this limit even without "
+                "any output tokens. Please reduce the length of the input prompt."
             )
         max_tokens = (
             request.max_tokens or request.max_completion_tokens or latency.DEFAULT_MAX_TOKENS
@@ -288,6 +341,7 @@ class Simulator:
         reservation = latency.kv_reservation(prompt, limit, self.scheduler.kv_cache_tokens)
         schema = _json_target(request)
         if schema is not None:
+            check_schema(schema)
             text = _encode(OBJECT_JSON if schema is _ANY_OBJECT else instance(schema)).decode()
             pieces = json_tokens(text, latency.CHARS_PER_TOKEN)
             return Plan(prompt, pieces, "stop", reservation, True)
@@ -303,8 +357,9 @@ class Simulator:
         return Plan(prompt, tokens, latency.finish_reason(count, limit), reservation, False)
 
     async def _complete(
-        self, send: Send, watch: _Watch, model: str, plan: Plan, fault: Draw
+        self, send: Send, watch: _Watch, model: str, plan: Plan, fault: Draw, n: int = 1
     ) -> None:
+        """One answer; `n` choices carry the same text (the simulator decodes once)."""
         run = _Run(self, watch, plan)
         try:
             await run.start()
@@ -323,10 +378,13 @@ class Simulator:
                     model=model,
                     choices=[
                         Choice(
-                            message=AnswerMessage(content=content), finish_reason=plan.finish_reason
+                            index=index,
+                            message=AnswerMessage(content=content),
+                            finish_reason=plan.finish_reason,
                         )
+                        for index in range(n)
                     ],
-                    usage=_usage(plan.prompt, len(plan.tokens)),
+                    usage=_usage(plan.prompt, n * len(plan.tokens)),
                 )
             )
             if fault.malformed and not plan.is_json:
@@ -341,24 +399,34 @@ class Simulator:
             run.finish()
 
     async def _stream(
-        self, send: Send, watch: _Watch, model: str, plan: Plan, fault: Draw, include_usage: bool
+        self,
+        send: Send,
+        watch: _Watch,
+        model: str,
+        plan: Plan,
+        fault: Draw,
+        include_usage: bool,
+        n: int = 1,
     ) -> None:
+        """vLLM's chunk sequence: per choice a role chunk with empty content, then content
+        chunks, the last with its finish reason; then the usage chunk when asked for."""
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        chunk = _Chunker(self._next_id(), model, include_usage)
+        chunk = _Chunker(self._next_id(), model, n, include_usage)
         tokens = plan.tokens
         total = len(tokens)
         middle = total // 2
         run = _Run(self, watch, plan)
         try:
             await run.start()
-            last = total == 1
-            await _more(
-                send, chunk(tokens[0], role=True, finish=plan.finish_reason if last else None)
-            )
-            sent = 1
+            await _more(send, chunk.roles())
+            sent = 0
             while sent < total:
-                group = await run.tick(
-                    total - sent, latency.STREAM_TICK_S, latency.MAX_TOKENS_PER_CHUNK
+                group = (
+                    1
+                    if sent == 0
+                    else await run.tick(
+                        total - sent, latency.STREAM_TICK_S, latency.MAX_TOKENS_PER_CHUNK
+                    )
                 )
                 end = sent + group
                 last = end >= total
@@ -370,10 +438,8 @@ class Simulator:
                 if fault.stall and sent <= middle < end:
                     await run.stall(self.faults.stall_s)
                 sent = end
-            if fault.stall and total == 1:
-                await run.stall(self.faults.stall_s)
             if include_usage:
-                await _more(send, chunk.usage(_usage(plan.prompt, total)))
+                await _more(send, chunk.usage(_usage(plan.prompt, n * total)))
             watch.done = True
             await send({"type": "http.response.body", "body": DONE})
         except asyncio.CancelledError:
@@ -511,31 +577,48 @@ class _Watch:
 class _Chunker:
     """Server-sent events for one stream, sharing its id, timestamp and model."""
 
-    __slots__ = ("created", "id", "include_usage", "model")
+    __slots__ = ("created", "id", "include_usage", "model", "n")
 
-    def __init__(self, id: str, model: str, include_usage: bool) -> None:
+    def __init__(self, id: str, model: str, n: int, include_usage: bool) -> None:
         self.id = id
         self.model = model
+        self.n = n
         self.created = int(time.time())
         self.include_usage = include_usage
 
-    def __call__(self, content: str, *, role: bool = False, finish: str | None = None) -> bytes:
-        delta = Delta(role="assistant", content=content) if role else Delta(content=content)
-        return self._event([ChunkChoice(delta=delta, finish_reason=finish)], None)
+    def roles(self) -> bytes:
+        return b"".join(
+            self._event([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
+            for i in range(self.n)
+        )
+
+    def __call__(self, content: str, *, finish: str | None = None) -> bytes:
+        last = finish is not None and not self.include_usage
+        return b"".join(
+            self._event(
+                [ChunkChoice(index=i, delta=Delta(content=content), finish_reason=finish)],
+                fingerprint=last,
+            )
+            for i in range(self.n)
+        )
 
     def usage(self, usage: Usage) -> bytes:
-        return self._event([], usage)
+        return self._event([], usage, fingerprint=True)
 
     def broken(self, content: str) -> bytes:
-        event = self(content)
+        event = self._event([ChunkChoice(delta=Delta(content=content))])
         return event[: len(event) // 2] + b"\n\n"
 
-    def _event(self, choices: list[ChunkChoice], usage: Usage | None) -> bytes:
+    def _event(
+        self, choices: list[ChunkChoice], usage: Usage | None = None, *, fingerprint: bool = False
+    ) -> bytes:
         chunk = ChatCompletionChunk(
             id=self.id, created=self.created, model=self.model, choices=choices
         )
-        if self.include_usage:
+        if usage is not None:
             chunk.usage = usage
+        if fingerprint:
+            chunk.system_fingerprint = FINGERPRINT
         return b"data: " + _encode(chunk) + b"\n\n"
 
 
@@ -554,14 +637,12 @@ def _json_target(request: ChatRequest) -> object | None:
         return spec.schema if spec is not None and spec.schema is not None else _ANY_OBJECT
     if fmt is not None and fmt.type == "json_object":
         return _ANY_OBJECT
-    guided = request.guided_json
-    if guided is None and request.structured_outputs is not None:
-        guided = request.structured_outputs.json
+    guided = request.structured_outputs.json if request.structured_outputs is not None else None
     if isinstance(guided, str):
         try:
             guided = msgspec.json.decode(guided)
         except msgspec.DecodeError:
-            raise SchemaError("guided_json is not valid JSON") from None
+            raise SchemaError("structured_outputs.json is not valid JSON") from None
     return guided
 
 
@@ -616,6 +697,16 @@ async def _json(send: Send, status: int, body: bytes) -> None:
 
 async def _more(send: Send, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+async def _unauthorized(send: Send) -> None:
+    """vLLM's own 401 body, which is not OpenAI-shaped."""
+    await _json(send, 401, b'{"error":"Unauthorized"}')
+
+
+def _out_of_range(name: str, bounds: str, value: float) -> str:
+    value = float(value)
+    return f"{name} must be in {bounds}, got {value}. (parameter={name}, value={value})"
 
 
 async def _error(

@@ -196,7 +196,8 @@ def test_metrics_show_vllm_names_and_counts(sim: Sim):
         "vllm:num_requests_waiting",
         "vllm:kv_cache_usage_perc",
         "vllm:time_to_first_token_seconds_count",
-        "vllm:time_per_output_token_seconds_count",
+        "vllm:inter_token_latency_seconds_count",
+        "vllm:request_time_per_output_token_seconds_count",
     ):
         assert name in after
     generated = sum(u.completion_tokens for u in usage if u)

@@ -48,11 +48,13 @@ def test_the_balanced_profile_launches_exactly_these_commands(fake_vllm):
         "--host", "127.0.0.1",
         "--port", "8101",
         "--tensor-parallel-size", "2",
-        "--gpu-memory-utilization", "0.71",
+        "--gpu-memory-utilization", "0.69",
         "--max-model-len", "8192",
-        "--max-num-seqs", "6",
+        "--max-num-seqs", "3",
         "--max-log-len", "0",
         "--enable-prefix-caching",
+        "--generation-config", "vllm",
+        "--disable-access-log-for-endpoints", "/health,/metrics",
     )  # fmt: skip
     assert spec.env == {
         "VLLM_API_KEY": KEY,
@@ -73,12 +75,14 @@ def test_the_balanced_profile_launches_exactly_these_commands(fake_vllm):
         "--host", "127.0.0.1",
         "--port", "8102",
         "--tensor-parallel-size", "2",
-        "--gpu-memory-utilization", "0.23",
+        "--gpu-memory-utilization", "0.26",
         "--max-model-len", "4096",
-        "--max-num-seqs", "12",
+        "--max-num-seqs", "6",
         "--max-log-len", "0",
         "--quantization", "fp8",
         "--enable-prefix-caching",
+        "--generation-config", "vllm",
+        "--disable-access-log-for-endpoints", "/health,/metrics",
     )  # fmt: skip
     assert spec.env["CUDA_VISIBLE_DEVICES"] == "0,1"
 
@@ -126,7 +130,7 @@ def test_without_a_plan_the_engines_own_gpus_and_fraction_are_used(fake_vllm):
     assert _pair(spec.argv, "--gpu-memory-utilization") == ("--gpu-memory-utilization", "0.50")
     spec = vllm.launch_spec(engine(), KEY, None)
     assert "CUDA_VISIBLE_DEVICES" not in spec.env and spec.gpus == ()
-    assert _pair(spec.argv, "--gpu-memory-utilization") == ("--gpu-memory-utilization", "0.90")
+    assert _pair(spec.argv, "--gpu-memory-utilization") == ("--gpu-memory-utilization", "0.92")
 
 
 def test_dtype_prefix_caching_timeout_aliases_and_extra_args(fake_vllm):
@@ -154,12 +158,114 @@ def test_dtype_prefix_caching_timeout_aliases_and_extra_args(fake_vllm):
 @pytest.mark.parametrize(
     "arg",
     ["--host", "--port=9000", "--api-key", "--enable-log-requests", "--enable-log-outputs",
-     "--max-log-len=100", "--gpu-memory-utilization"],
+     "--max-log-len=100", "--gpu-memory-utilization",
+     # underscores, abbreviations, `=` and dotted forms, negations, short aliases
+     "--enable_log_requests", "--max_log_len", "--enable-log-req", "--enable_log_req=1",
+     "--max-model", "--served_model_name", "--no-enable-log-requests",
+     "--no-enable-prefix-caching", "--tensor_parallel_size=2", "-tp", "-tp=2", "-tp2", "-t",
+     "-q", "-qfp8", "-q=fp8", "--quantization.x", "--model", "--uds",
+     "--config", "--config=vllm.yaml", "--conf"],
 )  # fmt: skip
 def test_extra_args_may_not_override_what_the_appliance_sets(fake_vllm, arg):
     with pytest.raises(ConfigError) as caught:
         vllm.launch_spec(engine(extra_args=(arg, "x")), KEY, None)
-    assert "engines.e.extra_args" in str(caught.value)
+    message = str(caught.value)
+    assert message.startswith("models.toml: engines.e.extra_args: expected no --")
+    assert repr(arg) in message
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--enforce-eager",), ("--max-num-batched-tokens", "4096"), ("--kv-cache-dtype=fp8",),
+     ("-O3",), ("--compilation-config.mode", "3"), ("--swap-space", "-1"), ("-pp", "2"),
+     ("--hf-overrides", "{}")],
+)  # fmt: skip
+def test_other_vllm_flags_pass_the_guard(fake_vllm, args):
+    assert vllm.launch_spec(engine(extra_args=args), KEY, None).argv[-len(args) :] == args
+
+
+def test_the_hub_id_says_whether_a_checkpoint_is_already_quantized(fake_vllm):
+    for model in ("neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8", "org/Qwen2.5-7B-Instruct-AWQ",
+                  "TheBloke/Llama-2-7B-GPTQ", "unsloth/llama-3-8b-bnb-4bit",
+                  "RedHatAI/Llama-3.1-8B-Instruct-quantized.w8a8"):  # fmt: skip
+        argv = vllm.launch_spec(engine(model=model, quantization="fp8"), KEY, None).argv
+        assert "--quantization" not in argv, model
+    for model in ("meta-llama/Llama-3.1-8B-Instruct", "org/fp8able-model"):
+        argv = vllm.launch_spec(engine(model=model, quantization="fp8"), KEY, None).argv
+        assert _pair(argv, "--quantization") == ("--quantization", "fp8"), model
+
+
+def test_bitsandbytes_without_vllms_plugin_is_a_config_error(fake_vllm):
+    with pytest.raises(ConfigError) as caught:
+        vllm.launch_spec(engine(quantization="bitsandbytes"), KEY, None)
+    message = str(caught.value)
+    assert "engines.e.quantization" in message and "vllm-bnb-plugin" in message
+
+
+FAKE_MAKE_ARG_PARSER = """
+import argparse
+def make_arg_parser(parser):
+    parser.add_argument("model_tag", nargs="?")
+    for flag in ("--host", "--port", "--served-model-name", "--gpu-memory-utilization",
+                 "--max-model-len", "--max-num-seqs", "--max-log-len", "--quantization",
+                 "--dtype", "--generation-config", "--disable-access-log-for-endpoints",
+                 "--max-num-batched-tokens", "--kv-cache-dtype"):
+        parser.add_argument(flag, nargs="+" if flag == "--served-model-name" else None)
+    parser.add_argument("--tensor-parallel-size", "-tp", type=int)
+    parser.add_argument("--enable-log-requests", action=argparse.BooleanOptionalAction)
+    parser.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction)
+    parser.add_argument("--some-new-alias-of-logging", dest="enable_log_requests",
+                        action="store_true")
+    return parser
+"""
+
+
+@pytest.fixture
+def fake_vllm_package(tmp_path, monkeypatch) -> vllm.VllmParser:
+    """A stand-in vLLM package with the two modules the parser check imports."""
+    root = tmp_path / "site"
+    for package in ("vllm", "vllm/utils", "vllm/entrypoints", "vllm/entrypoints/launchers"):
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text("")
+    (root / "vllm/utils/argparse_utils.py").write_text(
+        "import argparse\nclass FlexibleArgumentParser(argparse.ArgumentParser):\n    pass\n"
+    )
+    (root / "vllm/entrypoints/launchers/cli_args.py").write_text(FAKE_MAKE_ARG_PARSER)
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    vllm._run_parser.cache_clear()
+    return vllm.VllmParser(sys.executable)
+
+
+def test_vllms_own_parser_turns_an_unknown_flag_into_a_config_error(fake_vllm_package):
+    vllm.check_engine(engine(extra_args=("--max-num-batched-tokens", "4096")), fake_vllm_package)
+    with pytest.raises(ConfigError) as caught:
+        vllm.check_engine(engine(extra_args=("--no-such-flag",)), fake_vllm_package)
+    message = str(caught.value)
+    assert message.startswith("models.toml: engines.e.extra_args: expected arguments vLLM")
+    assert "unrecognized arguments: --no-such-flag" in message
+
+
+def test_vllms_own_parser_catches_a_spelling_the_guard_does_not_know(fake_vllm_package):
+    with pytest.raises(ConfigError) as caught:
+        vllm.check_engine(engine(extra_args=("--some-new-alias-of",)), fake_vllm_package)
+    assert "no --enable-log-requests in any spelling" in str(caught.value)
+
+
+def test_a_parser_that_cannot_load_leaves_the_static_guard(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # no vllm package there
+    vllm._run_parser.cache_clear()
+    vllm.check_engine(engine(extra_args=("--anything",)), vllm.VllmParser(sys.executable))
+
+
+def test_the_parser_is_found_through_the_vllm_commands_python(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "vllm"
+    exe.write_text(f"#!{sys.executable}\nimport sys\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    found = vllm.VllmParser.find()
+    assert found is not None and found.python == sys.executable
 
 
 def test_vllm_beside_the_appliances_python_is_found(tmp_path, monkeypatch):
@@ -189,3 +295,23 @@ def test_an_engine_without_a_port_is_a_config_error(fake_vllm):
 def _pair(argv: tuple[str, ...], flag: str) -> tuple[str, str]:
     at = argv.index(flag)
     return argv[at], argv[at + 1]
+
+
+def test_config_validate_refuses_a_reserved_flag_in_a_vllm_engines_extra_args(
+    fake_vllm, tmp_path, capsys
+):
+    from appliance.cli import main
+
+    text = MODELS_TOML.read_text()
+    anchor = "max_model_len = 8192\nmax_num_seqs = 3\n"
+    assert anchor in text
+    bad = text.replace(anchor, anchor + 'extra_args = ["--enable_log_requests"]\n', 1)
+    path = tmp_path / "models.toml"
+    path.write_text(bad)
+    assert main(["config", "validate", "--config", str(path), "--profile", "balanced"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("appliance: configuration error: models.toml: engines.llama-70b.")
+    assert "no --enable-log-requests in any spelling" in err
+    good = tmp_path / "good.toml"
+    good.write_text(text)
+    assert main(["config", "validate", "--config", str(good), "--profile", "balanced"]) == 0

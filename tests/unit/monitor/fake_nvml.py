@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appliance.monitor.nvml import NvmlQueryError, NvmlUnavailable
+from appliance.monitor.nvml import MigInstance, NvmlQueryError, NvmlUnavailable
 
 GIB = 1 << 30
 
@@ -17,6 +17,7 @@ class FakeDevice:
     utilization: tuple[int, int] | None = (12, 3)  # None: not supported
     temperature: int | None = 41
     broken: bool = False  # name and memory queries fail
+    mig: list[MigInstance] = field(default_factory=list)  # MIG mode on, these instances
 
 
 @dataclass
@@ -64,6 +65,9 @@ class FakeNvml:
         if d.temperature is None:
             raise NvmlQueryError("nvmlDeviceGetTemperature: Not Supported")
         return d.temperature
+
+    def mig_instances(self, index: int) -> list[MigInstance]:
+        return list(self._device(index).mig)
 
     def _check(self) -> None:
         if not self.live:

@@ -6,6 +6,7 @@ import pytest
 
 from appliance.monitor.nvml import (
     GpuInfo,
+    MigInstance,
     NvmlQueryError,
     NvmlUnavailable,
     RealNvml,
@@ -85,3 +86,69 @@ def test_the_real_nvml_refuses_queries_before_init_and_shuts_down_idempotently()
     with pytest.raises(NvmlQueryError, match="not initialised"):
         nvml.device_count()
     nvml.shutdown()  # nothing to release: no error
+
+
+def _mig(n: int, gib: int) -> MigInstance:
+    return MigInstance(
+        name=f"NVIDIA A100-SXM4-40GB MIG 3g.20gb #{n}",
+        uuid=f"MIG-0000000{n}-aaaa-bbbb-cccc-000000000000",
+        memory_total=gib * GIB,
+        memory_used=GIB,
+        memory_free=(gib - 1) * GIB,
+    )
+
+
+def test_a_gpu_in_mig_mode_is_its_instances_each_named_by_its_uuid():
+    nvml = FakeNvml(
+        devices=[FakeDevice(mig=[_mig(1, 20), _mig(2, 20)]), FakeDevice(name="NVIDIA L4")]
+    )
+    gpus = read_gpus(nvml)
+    assert [(g.index, g.memory_total, g.mig_parent) for g in gpus] == [
+        (0, 20 * GIB, 0),
+        (1, 20 * GIB, 0),
+        (2, 40 * GIB, None),
+    ]
+    assert [g.cuda_name for g in gpus] == [
+        "MIG-00000001-aaaa-bbbb-cccc-000000000000",
+        "MIG-00000002-aaaa-bbbb-cccc-000000000000",
+        "1",  # the whole L4 is still CUDA's device 1
+    ]
+    assert gpus[0].utilization_gpu is None and gpus[0].memory_free == 19 * GIB
+
+
+def test_mig_instances_are_planned_as_devices_and_launched_by_uuid(monkeypatch, tmp_path):
+    import os
+
+    from appliance.config.schema import EngineConfig
+    from appliance.engines import vllm
+    from appliance.placement.check import plan_profile
+    from appliance.placement.gpus import from_nvml
+
+    exe = tmp_path / "vllm"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    nvml = FakeNvml(devices=[FakeDevice(mig=[_mig(1, 20), _mig(2, 20)])])
+    infos = read_gpus(nvml)
+    gpus = from_nvml(infos)
+    assert all(g.mig for g in gpus)
+    small = EngineConfig(
+        id="small", kind="vllm", model="llama-3.1-8b-instruct", port=8101,
+        quantization="awq", max_model_len=4096, max_num_seqs=4,
+    )  # fmt: skip
+    from appliance.config import load_config
+    from tests.unit.placement.conftest import MODELS_TOML
+
+    catalog = load_config(MODELS_TOML, profile="budget", env={}).catalog
+    plan = plan_profile("p", [small], catalog, read=lambda: infos)
+    entry = plan.engine("small")
+    assert plan.feasible and entry is not None and len(entry.gpus) == 1
+    spec = vllm.launch_spec(small, "k", entry)
+    assert spec.env["CUDA_VISIBLE_DEVICES"].startswith("MIG-")
+    split = EngineConfig(
+        id="split", kind="vllm", model="llama-3.1-8b-instruct", port=8102,
+        quantization="awq", max_model_len=4096, max_num_seqs=4, tensor_parallel_size=2,
+    )  # fmt: skip
+    plan = plan_profile("p", [split], catalog, read=lambda: infos)
+    assert not plan.feasible
+    assert any("MIG" in problem for e in plan.engines for problem in e.problems)

@@ -38,9 +38,9 @@ def test_a_profile_that_fits_prints_its_table_and_exits_0(capsys):
                    "full-length seqs", "verdict"):  # fmt: skip
         assert column in header
     row = next(line for line in out.splitlines() if line.startswith("llama-70b "))
-    assert "0,1" in row and "awq-4bit" in row and "320 KiB" in row and "0.71" in row
-    assert row.endswith("6 of 6 x 8192     fits")
-    assert "GPU 0 A100-40GB: 0.94 of 39.4 GiB (llama-70b 0.71, llama-8b 0.23); at most 0.95" in out
+    assert "0,1" in row and "awq-4bit" in row and "320 KiB" in row and "0.69" in row
+    assert row.endswith("3 of 3 x 8192     fits")
+    assert "GPU 0 A100-40GB: 0.95 of 39.4 GiB (llama-70b 0.69, llama-8b 0.26); at most 0.95" in out
     assert "Fits: every engine's KV cache holds max_num_seqs sequences" in out
 
 

@@ -116,3 +116,35 @@ def test_the_limit_leaves_headroom_and_memory_other_processes_hold():
 def test_fractions_are_rounded_down():
     assert memory.floor_fraction(0.719) == 0.71
     assert memory.floor_fraction(0.72) == 0.72
+
+
+def test_the_runtime_allowance_grows_with_the_tensor_parallel_group():
+    assert memory.runtime_bytes(1) / GIB == pytest.approx(1.8)
+    assert memory.runtime_bytes(2) / GIB == pytest.approx(3.6)
+    assert memory.runtime_bytes(4) / GIB == pytest.approx(5.4)
+    assert memory.runtime_bytes(8) / GIB == pytest.approx(7.2)
+
+
+@pytest.mark.parametrize(
+    ("extra", "dtype_bytes"),
+    [((), 2), (("--kv-cache-dtype", "fp8"),  1), (("--kv-cache-dtype=fp8_e5m2",), 1),
+     (("--kv_cache_dtype", "fp8_e4m3"), 1), (("--kv-cache-dtype", "auto"), 2),
+     (("--kv-cache-dtype", "bfloat16"), 2)],
+)  # fmt: skip
+def test_an_fp8_kv_cache_in_extra_args_halves_the_bytes_per_token(extra, dtype_bytes):
+    engine = vllm_engine("e", "llama-3.1-8b-instruct", extra_args=extra)
+    assert memory.kv_dtype_bytes(engine) == dtype_bytes
+
+
+def test_the_planner_fits_twice_the_tokens_with_an_fp8_kv_cache(catalog):
+    from appliance.placement.planner import plan_engines
+
+    gpus = parse_gpu_spec("1xA100-40GB")
+    plain = plan_engines([vllm_engine("e", "llama-3.1-8b-instruct")], gpus, catalog).engines[0]
+    fp8 = plan_engines(
+        [vllm_engine("e", "llama-3.1-8b-instruct", extra_args=("--kv-cache-dtype", "fp8"))],
+        gpus,
+        catalog,
+    ).engines[0]
+    assert fp8.kv_bytes_per_token_per_gpu * 2 == plain.kv_bytes_per_token_per_gpu
+    assert fp8.kv_cache_tokens >= 2 * plain.kv_cache_tokens - 16

@@ -16,15 +16,15 @@ from tests.unit.placement.conftest import MODELS_TOML
 
 SHIPPED = {
     # profile: {engine: (GPUs, fraction, full-length sequences, max_model_len)}
-    "budget": {"llama-70b": ((0, 1), 0.90, 12, 8192)},
+    "budget": {"llama-70b": ((0, 1), 0.94, 10, 8192)},
     "balanced": {
-        "llama-70b": ((0, 1), 0.71, 6, 8192),
-        "llama-8b": ((0, 1), 0.23, 12, 4096),
+        "llama-70b": ((0, 1), 0.69, 3, 8192),
+        "llama-8b": ((0, 1), 0.26, 6, 4096),
     },
     "performance": {
-        "qwen-32b": ((0,), 0.90, 7, 8192),
-        "llama-8b": ((1,), 0.42, 12, 4096),
-        "qwen-14b": ((1,), 0.52, 6, 8192),
+        "qwen-32b": ((0,), 0.92, 6, 8192),
+        "llama-8b": ((1,), 0.42, 10, 4096),
+        "qwen-14b": ((1,), 0.52, 5, 8192),
     },
 }
 GUIDE = ("guide-budget", "guide-balanced", "guide-performance")
@@ -49,11 +49,10 @@ def test_each_shipped_profile_fits_two_a100_40gb_with_full_length_sequences(raw,
         assert engine.gpu_memory_utilization == fraction
         assert engine.max_model_len == length
         assert engine.full_length_seqs >= engine.max_num_seqs == seqs
-        # The KV cache holds every one of its max_num_seqs full-length sequences at once.
-        spare = engine.kv_cache_bytes_per_gpu - (
-            engine.kv_bytes_per_token_per_gpu * engine.max_model_len * engine.max_num_seqs
-        )
-        assert spare >= 0
+        # The KV cache holds every one of its max_num_seqs full-length sequences at once, with
+        # at least 10% to spare.
+        needed = engine.kv_bytes_per_token_per_gpu * engine.max_model_len * engine.max_num_seqs
+        assert engine.kv_cache_bytes_per_gpu >= 1.1 * needed, engine.engine_id
     assert {e.engine_id for e in plan.engines} == set(SHIPPED[name])
     for use in plan.gpu_use:
         assert use.used_fraction <= 0.95
@@ -97,10 +96,16 @@ def test_the_guide_budget_fix_is_the_awq_70b(raw):
     )
 
 
-def test_the_guide_balanced_fixes_keep_the_70b_first(raw):
-    (first, *_) = planned(raw, "guide-balanced").suggestions
-    assert any(c.startswith("llama-70b: quantize to AWQ") for c in first.changes)
-    assert any(c.startswith("drop qwen-32b") for c in first.changes)
+def test_the_guide_balanced_fixes_include_keeping_the_70b(raw):
+    # With TP=2's 3.6 GiB runtime the 70B in AWQ no longer shares two A100 40GB with two
+    # more engines: the fixes either keep the 70B alone or keep the others without it.
+    suggestions = planned(raw, "guide-balanced").suggestions
+    assert suggestions
+    assert any(
+        any(c.startswith("llama-70b: quantize to AWQ") for c in fix.changes)
+        and any(c.startswith("drop qwen-32b") for c in fix.changes)
+        for fix in suggestions
+    )
 
 
 def test_an_example_only_profile_is_refused_by_check_plan_with_the_explanation(raw):

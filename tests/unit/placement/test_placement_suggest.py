@@ -33,8 +33,8 @@ def test_fp8_is_offered_before_awq_for_a_70b_that_just_misses_one_h200(catalog):
 
 
 def test_a_fix_that_leaves_one_sequence_ranks_below_one_with_room(catalog):
-    # On two A100 40GB a 70B in FP8 fits with one full-length sequence, AWQ with a dozen.
-    found = fixes([vllm_engine("big", LLAMA_70B, tensor_parallel_size=2)], "2xA100-40GB", catalog)
+    # On one A100 40GB a Qwen 32B in FP8 fits with one full-length sequence, AWQ with seven.
+    found = fixes([vllm_engine("big", "qwen-2.5-32b-instruct")], "1xA100-40GB", catalog)
     assert "quantize to AWQ 4-bit" in found[0].changes[0]
     assert "quantize to FP8" in found[1].changes[0]
     assert found[1].result == "fits: big 1 of 64 sequences x 8192"
@@ -48,9 +48,9 @@ def test_tensor_parallel_is_offered_when_there_are_gpus_to_split_over(catalog):
 
 
 def test_a_shorter_max_model_len_is_offered_when_one_sequence_is_all_that_is_missing(catalog):
-    engine = vllm_engine("small", LLAMA_8B, max_model_len=65536)
+    engine = vllm_engine("small", LLAMA_8B, max_model_len=32768)
     found = fixes([engine], "1xA10-24GB", catalog)
-    assert any(fix.changes == ("small: max_model_len = 32768",) for fix in found)
+    assert any(fix.changes == ("small: max_model_len = 16384",) for fix in found)
 
 
 def test_a_given_fraction_that_is_too_small_can_be_left_to_the_planner(catalog):

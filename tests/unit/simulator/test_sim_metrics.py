@@ -53,9 +53,18 @@ def test_histograms_are_cumulative_with_count_and_sum(metrics):
     assert _get(samples, "vllm:e2e_request_latency_seconds_count") == 2
     assert _get(samples, "vllm:request_queue_time_seconds_bucket", le="1.0") == 2
     # Time per output token: (0.55 - 0.05) / 10 = 0.05; a one-token answer has none.
-    tpot = "vllm:time_per_output_token_seconds"
+    tpot = "vllm:request_time_per_output_token_seconds"
     assert _get(samples, f"{tpot}_count") == 1
     assert _get(samples, f"{tpot}_sum") == pytest.approx(0.05)
+    # Inter-token latency: one observation per gap between tokens, as vLLM makes them.
+    itl = "vllm:inter_token_latency_seconds"
+    assert _get(samples, f"{itl}_count") == 10
+    assert _get(samples, f"{itl}_sum") == pytest.approx(0.5)
+    assert _get(samples, "vllm:request_prefill_time_seconds_sum") == pytest.approx(0.05 + 0.2)
+    assert _get(samples, "vllm:request_decode_time_seconds_sum") == pytest.approx(0.5)
+    assert ("vllm:time_per_output_token_seconds_count", ()) not in {
+        (name, ()) for name, _ in samples
+    }
 
 
 def test_legacy_names_use_the_old_kv_cache_gauge():

@@ -161,7 +161,9 @@ async def test_the_answer_is_capped_by_the_context_left_and_a_too_long_prompt_is
     assert answer["usage"]["completion_tokens"] == 46
     refused = await call(app, "POST", "/v1/chat/completions", chat("x" * 1200), headers=AUTH)
     assert refused.status == 400
-    assert "maximum context length is 300" in refused.json()["error"]["message"]
+    error = refused.json()["error"]
+    assert "maximum context length is 300" in error["message"]
+    assert "input tokens" in error["message"] and error["param"] == "input_tokens"
 
 
 async def test_models_lists_every_served_name_in_vllms_shape():
@@ -192,7 +194,9 @@ async def test_a_stream_matches_the_plain_answer_and_ends_with_usage_then_done()
     chunks = [json.loads(e) for e in events[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert len({c["id"] for c in chunks}) == 1
-    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    # vLLM's first chunk: the role with empty content; no usage or fingerprint until the end.
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all("role" not in c["choices"][0]["delta"] for c in chunks[1:] if c["choices"])
     content = [c for c in chunks if c["choices"]]
     finishes = [c["choices"][0]["finish_reason"] for c in content]
     assert finishes[-1] == plain["choices"][0]["finish_reason"] and not any(finishes[:-1])
@@ -200,7 +204,9 @@ async def test_a_stream_matches_the_plain_answer_and_ends_with_usage_then_done()
     assert text == plain["choices"][0]["message"]["content"]
     final = chunks[-1]
     assert final["choices"] == [] and final["usage"] == plain["usage"]
-    assert all(c["usage"] is None for c in chunks[:-1])
+    assert all("usage" not in c for c in chunks[:-1])
+    assert "system_fingerprint" in final
+    assert all("system_fingerprint" not in c for c in chunks[:-1])
 
 
 async def test_a_stream_without_include_usage_has_no_usage_field():
@@ -243,12 +249,11 @@ async def test_a_json_schema_answer_validates(stream):
     assert usage["completion_tokens"] == -(-len(text) // 4)
 
 
-async def test_guided_json_and_json_object_are_answered_with_json():
+async def test_structured_outputs_and_json_object_are_answered_with_json():
     app = make()
     for extra in (
-        {"guided_json": SCHEMA},
-        {"guided_json": json.dumps(SCHEMA)},
         {"structured_outputs": {"json": SCHEMA}},
+        {"structured_outputs": {"json": json.dumps(SCHEMA)}},
     ):
         answer = await call(app, "POST", "/v1/chat/completions", chat(**extra), headers=AUTH)
         jsonschema.validate(json.loads(answer.json()["choices"][0]["message"]["content"]), SCHEMA)
@@ -260,17 +265,57 @@ async def test_guided_json_and_json_object_are_answered_with_json():
 # Errors -------------------------------------------------------------------------------------
 
 
+async def test_guided_json_is_ignored_as_vllm_ignores_it():
+    answer = await call(
+        make(), "POST", "/v1/chat/completions", chat(guided_json=SCHEMA), headers=AUTH
+    )
+    assert answer.status == 200
+    content = answer.json()["choices"][0]["message"]["content"]
+    assert not content.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "payload", "headers"),
+    [
+        ("/v1/chat/completions", "POST", chat(), None),
+        ("/v1/chat/completions", "POST", chat(), {"authorization": "Bearer no"}),
+        ("/v1/models", "GET", None, None),
+        ("/sim/faults", "GET", None, None),
+    ],
+)
+async def test_a_missing_or_wrong_key_gets_vllms_own_401_body(path, method, payload, headers):
+    response = await call(make(), method, path, payload, headers=headers)
+    assert response.status == 401
+    assert response.json() == {"error": "Unauthorized"}
+
+
 @pytest.mark.parametrize(
     ("path", "method", "payload", "headers", "status", "kind"),
     [
-        ("/v1/chat/completions", "POST", chat(), None, 401, "AuthenticationError"),
-        ("/v1/chat/completions", "POST", chat(), {"authorization": "Bearer no"}, 401, None),
-        ("/v1/models", "GET", None, None, 401, None),
-        ("/sim/faults", "GET", None, None, 401, None),
         ("/v1/chat/completions", "POST", {**chat(), "model": "gpt-9"}, AUTH, 404, "NotFoundError"),
         ("/v1/chat/completions", "POST", {"model": MODEL}, AUTH, 400, "BadRequestError"),
         ("/v1/chat/completions", "POST", {"model": MODEL, "messages": []}, AUTH, 400, None),
-        ("/v1/chat/completions", "POST", chat(n=2), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(temperature=3), AUTH, 400, "BadRequestError"),
+        ("/v1/chat/completions", "POST", chat(top_p=0), AUTH, 400, "BadRequestError"),
+        ("/v1/chat/completions", "POST", chat(temperature=-1), AUTH, 400, "BadRequestError"),
+        ("/v1/chat/completions", "POST", chat(presence_penalty=3), AUTH, 400, "BadRequestError"),
+        ("/v1/chat/completions", "POST", chat(frequency_penalty=-3), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(repetition_penalty=0), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(top_k=-2), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(min_p=1.5), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(min_tokens=9, max_tokens=3), AUTH, 400, None),
+        ("/v1/chat/completions", "POST", chat(max_tokens=10**6), AUTH, 400, "BadRequestError"),
+        (
+            "/v1/chat/completions", "POST",
+            chat(response_format={"type": "json_schema", "json_schema": {"name": "x"}}),
+            AUTH, 400, "BadRequestError",
+        ),
+        (
+            "/v1/chat/completions", "POST",
+            chat(response_format={"type": "json_schema",
+                                  "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}),
+            AUTH, 400, "BadRequestError",
+        ),
         ("/v1/chat/completions", "POST", chat(max_tokens=0), AUTH, 400, None),
         (
             "/v1/chat/completions", "POST",
@@ -377,7 +422,7 @@ async def test_a_stalled_request_holds_its_slot_others_queue_and_a_disconnect_fr
     assert (await asyncio.wait_for(queued, 10)).status == 200
     assert (await asyncio.wait_for(stalled, 10)).status is None  # never answered
     assert (app.scheduler.running, app.scheduler.waiting, app.scheduler.reserved) == (0, 0, 0)
-    assert app.metrics.success["abort"] == 1
+    assert app.metrics.finished_count("abort") == 1
 
 
 async def test_a_stalled_stream_stalls_mid_stream():
@@ -408,7 +453,7 @@ async def test_a_stalled_stream_stalls_mid_stream():
     assert "[DONE]" not in text and 'finish_reason":"length' not in text
     gone.set()
     await asyncio.wait_for(task, 10)
-    assert app.scheduler.running == 0 and app.metrics.success["abort"] == 1
+    assert app.scheduler.running == 0 and app.metrics.finished_count("abort") == 1
 
 
 # Metrics ------------------------------------------------------------------------------------
@@ -447,3 +492,53 @@ async def test_the_request_struct_ignores_unknown_fields():
         type=ChatRequest,
     )
     assert request.messages[0].text_parts() == ["hi"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_n_choices_are_answered_as_vllm_does(stream):
+    body = chat(n=2, max_tokens=4, ignore_eos=True, stream=stream)
+    response = await call(make(), "POST", "/v1/chat/completions", body, headers=AUTH)
+    assert response.status == 200
+    if stream:
+        chunks = [json.loads(e) for e in response.events()[:-1]]
+        indexes = [c["choices"][0]["index"] for c in chunks]
+        assert set(indexes) == {0, 1}
+        texts = {
+            i: "".join(
+                c["choices"][0]["delta"]["content"] for c in chunks if c["choices"][0]["index"] == i
+            )
+            for i in (0, 1)
+        }
+        assert texts[0] and texts[0] == texts[1]
+    else:
+        answer = response.json()
+        assert [c["index"] for c in answer["choices"]] == [0, 1]
+        assert answer["usage"]["completion_tokens"] == 8
+
+
+async def test_the_first_served_name_is_echoed_for_an_alias():
+    app = make(served_model_names=(MODEL, "alias"))
+    for stream in (False, True):
+        body = {**chat(stream=stream), "model": "alias"}
+        response = await call(app, "POST", "/v1/chat/completions", body, headers=AUTH)
+        if stream:
+            assert {json.loads(e)["model"] for e in response.events()[:-1]} == {MODEL}
+        else:
+            assert response.json()["model"] == MODEL
+
+
+async def test_vllms_messages_for_out_of_range_sampling():
+    app = make()
+    refused = await call(app, "POST", "/v1/chat/completions", chat(temperature=3), headers=AUTH)
+    assert refused.json()["error"] == {
+        "message": "temperature must be in [0, 2], got 3.0. (parameter=temperature, value=3.0)",
+        "type": "BadRequestError",
+        "param": "temperature",
+        "code": 400,
+    }
+    too_many = await call(app, "POST", "/v1/chat/completions", chat(max_tokens=9000), headers=AUTH)
+    assert too_many.json()["error"]["message"].startswith(
+        "max_tokens=9000 cannot be greater than max_model_len=8192. Please request fewer"
+    )
+    accepted = chat(temperature=0, top_p=1, top_k=-1, min_p=0, presence_penalty=2, n=1)
+    assert (await call(app, "POST", "/v1/chat/completions", accepted, headers=AUTH)).status == 200
