@@ -46,6 +46,7 @@ class Overview:
                 "ready": services.ready.is_set(),
                 "uptime_s": round(time.time() - services.started_at, 1),
                 "auth": "key" if api_keys(services.config) else "open",
+                "latency_window_s": services.config.admission.latency_window_s,
             },
             "engines": self._engines(views),
             "gpus": services.load.gpu.snapshot(),

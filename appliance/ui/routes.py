@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Request, Response, Router, get
 from litestar.config.app import AppConfig
 
+from appliance.api.auth import api_keys
 from appliance.errors import NotFound
 from appliance.monitor.periodic import Periodic
 from appliance.services import Services
@@ -53,6 +54,13 @@ async def asset(name: str) -> Response[str]:
     if media_type is None:
         raise NotFound(f"No asset `{name}`.")
     return Response(_asset(name), media_type=media_type, headers=SECURITY_HEADERS)
+
+
+@get("/ui/session", include_in_schema=False)
+async def session(request: Request[Any, Any, Any]) -> dict[str, bool]:
+    """Whether the page must ask for a key (no data here: a refused request says as much)."""
+    services: Services = request.app.state.services
+    return {"key_required": bool(api_keys(services.config))}
 
 
 def _overview(request: Request[Any, Any, Any]) -> Overview:
@@ -99,5 +107,5 @@ def ui_extension(app_config: AppConfig, services: Services) -> None:
 
     services.on_start.append(start)
     services.on_stop.append(sampler.stop)
-    app_config.route_handlers.extend([page, asset, ops_router])
+    app_config.route_handlers.extend([page, asset, session, ops_router])
     app_config.state["ui_overview"] = Overview(services, hist, bench)

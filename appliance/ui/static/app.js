@@ -164,7 +164,11 @@ function render(o) {
   const a = o.appliance;
   const tone = { healthy: "ok", degraded: "warn", starting: "info" }[a.status] || "bad";
   setStatus(`${a.status}${a.ready ? "" : " · not ready"}`, tone);
-  $("facts").textContent = `profile ${a.profile} · version ${a.version} · up ${duration(a.uptime_s)}`;
+  const simulated = o.engines.length && o.engines.every((e) => e.kind === "sim");
+  $("facts").textContent = `profile ${a.profile} · version ${a.version} · up ${duration(a.uptime_s)}` +
+    (simulated ? " · simulated engines: answers are synthetic" : "");
+  $("agents-note").textContent = `P50 and P95 over the last ${a.latency_window_s} s of answered requests; ` +
+    "tokens/s, fallback and shed shares over about the last minute.";
   $("updated").textContent = `updated ${new Date(o.generated_at * 1000).toLocaleTimeString("en-GB")}`;
   renderCards(o);
   renderEngines(o.engines);
@@ -320,7 +324,7 @@ function renderBenchmarks(bench) {
       `${v.agent} ${seconds(v.p95_s)} ${v.verdict === "worse" ? "over" : "ok"}${v.regressed ? ` · regressed +${v.change_pct}%` : ""}`,
       v.verdict === "worse" || v.regressed ? "bad" : "ok")) : el("span", { class: "muted", text: r.status === "running" ? "running…" : dash })),
     el("td", {}, r.status === "running" || r.status === "skipped" ? dash
-      : el("button", { type: "button", class: "link", "aria-label": `Open the report of run ${r.id}`, on: { click: () => openReport(r) } }, "Open report")),
+      : el("button", { type: "button", class: "link", on: { click: () => openReport(r) } }, `Open report #${r.id}`)),
   )));
 }
 
@@ -339,7 +343,7 @@ function renderPlacement(p) {
         el("th", { scope: "row", text: e.engine }), el("td", { text: e.model }), el("td", { text: e.gpus.join(", ") }),
         el("td", { text: e.tensor_parallel_size }), el("td", { text: e.gpu_memory_utilization.toFixed(2) }),
         el("td", { text: number(e.max_num_seqs) }), el("td", { text: number(e.kv_cache_tokens) }),
-        el("td", {}, badge(e.verdict, e.verdict === "fits" ? "ok" : e.verdict === "tight" ? "warn" : "bad"))))))));
+        el("td", {}, badge(e.verdict, e.verdict === "fits" ? "ok" : e.verdict === "tight" ? "warn" : "bad")))))));
   }
   parts.push(el("details", {}, el("summary", { text: "The plan as `appliance plan` prints it" }), el("pre", { class: "plan", text: p.text })));
   $("placement").replaceChildren(...parts);
@@ -439,5 +443,18 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!paused) refresh();
     else clearTimeout(timer);
   });
-  refresh();
+  start();
 });
+
+// Ask for a key first when the appliance has keys and this tab holds none: no refused request.
+async function start() {
+  if (!sessionStorage.getItem(KEY_SLOT)) {
+    try {
+      const response = await fetch("/ui/session", { cache: "no-store", credentials: "omit" });
+      if ((await response.json()).key_required) return showLogin("");
+    } catch (error) {
+      return showLogin(`Could not reach the appliance: ${error.message}`);
+    }
+  }
+  refresh();
+}

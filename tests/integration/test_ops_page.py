@@ -1,0 +1,209 @@
+"""The operations page in a real browser (Playwright on Debian's Chromium) against `appliance serve`
+on simulated engines with an API key: sign in, read every section, watch it move under load, run a
+benchmark and open its report; a wrong key gets nothing; no request leaves the appliance's origin.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+import pytest
+
+from tests.support.browser import ARTIFACTS, chromium
+from tests.support.running import Appliance, sim_config
+
+pytestmark = pytest.mark.integration
+
+KEY = "ops-page-key-7f3a9c"
+ENGINES = ("llama-70b", "llama-8b", "qwen-32b")
+AGENTS = ("kai", "guardrail", "genetic", "wellness")
+WAIT_MS = 60_000  # generous: a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+    directory = tmp_path_factory.mktemp("ops-page")
+    config, port = sim_config(
+        directory,
+        benchmarks=True,
+        replace={
+            # No scheduled run may start inside the test; the page still shows when they would.
+            'nightly_cron = "0 3 * * *"': 'nightly_cron = "0 0 1 1 *"',
+            'probe_cron = "*/15 * * * *"': 'probe_cron = "0 0 1 1 *"',
+            "shutdown_grace_s = 10.0": "shutdown_grace_s = 10.0\nhistory_interval_s = 1.0",
+        },
+    )
+    env = {**os.environ, "APPLIANCE_API_KEYS": KEY}
+    with Appliance(config, port, env=env) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
+
+
+class Recorded:
+    """Every request the page makes, and the console errors it logs."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self.errors: list[str] = []
+
+
+@pytest.fixture
+def page(browser: Any, appliance: Appliance) -> Iterator[tuple[Any, Recorded]]:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    recorded = Recorded()
+    context.on("request", lambda request: recorded.urls.append(request.url))
+    tab = context.new_page()
+    tab.on("console", lambda m: m.type == "error" and recorded.errors.append(m.text))
+    tab.set_default_timeout(WAIT_MS)
+    try:
+        yield tab, recorded
+    finally:
+        context.close()
+
+
+def sign_in(tab: Any, appliance: Appliance, key: str) -> None:
+    tab.goto(appliance.base_url + "/ui")
+    tab.get_by_label("API key").fill(key)
+    tab.get_by_role("button", name="Sign in").click()
+
+
+def same_origin(appliance: Appliance, urls: list[str]) -> list[str]:
+    """The URLs that went anywhere but the appliance (a report shown in the page is `about:`)."""
+    origin = urlsplit(appliance.base_url)
+    return [
+        url
+        for url in urls
+        if not url.startswith(("about:", "data:"))
+        and (urlsplit(url).scheme, urlsplit(url).netloc) != (origin.scheme, origin.netloc)
+    ]
+
+
+def load(appliance: Appliance, requests: int = 6) -> None:
+    """A little traffic on every agent route, and one crisis message."""
+    client = openai.OpenAI(base_url=appliance.base_url + "/v1", api_key=KEY, max_retries=0)
+
+    def one(agent: str) -> None:
+        client.chat.completions.create(
+            model=agent, messages=[{"role": "user", "content": "Work was long today."}]
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, [a for a in AGENTS for _ in range(requests)]))
+    client.chat.completions.create(
+        model="kai", messages=[{"role": "user", "content": "I want to kill myself"}]
+    )
+
+
+def test_a_wrong_key_shows_only_the_form_and_an_error(
+    page: tuple[Any, Recorded], appliance: Appliance
+) -> None:
+    from playwright.sync_api import expect
+
+    tab, recorded = page
+    sign_in(tab, appliance, "not-the-key")
+    expect(tab.get_by_role("alert").first).to_contain_text("refused")
+    expect(tab.locator("#main")).to_be_hidden()
+    assert tab.locator("#engines tbody tr").count() == 0
+    assert tab.evaluate("sessionStorage.length") == 0
+    assert all("not-the-key" not in url for url in recorded.urls)
+    assert same_origin(appliance, recorded.urls) == []
+
+
+def test_an_operator_sees_every_section_move_and_runs_a_benchmark(
+    page: tuple[Any, Recorded], appliance: Appliance
+) -> None:
+    from playwright.sync_api import expect
+
+    tab, recorded = page
+    sign_in(tab, appliance, KEY)
+    expect(tab.locator("#main")).to_be_visible()
+    expect(tab.locator("#status")).to_have_text("healthy")
+    for engine in ENGINES:
+        row = tab.locator(f'#engines tr[data-engine="{engine}"]')
+        expect(row).to_contain_text("RUNNING")
+        expect(row).to_contain_text("closed")
+    for agent in AGENTS:
+        expect(tab.locator(f'#agents tr[data-agent="{agent}"]')).to_be_visible()
+        expect(tab.locator(f'#charts [data-chart="{agent}"] svg')).to_be_visible()
+    expect(tab.locator("#gpus")).to_contain_text("No GPU on this host")
+    expect(tab.locator("#placement")).to_contain_text("No vLLM engine in this profile")
+    expect(tab.locator("#bench-next")).to_contain_text("Next scheduled")
+
+    # Numbers move under load: requests, latency, admission and the crisis count.
+    kai = tab.locator('#agents tr[data-agent="kai"]')
+    before = kai.locator('[data-field="requests"]').inner_text()
+    load(appliance)
+    expect(kai.locator('[data-field="requests"]')).not_to_have_text(before)
+    expect(kai.locator('[data-field="p95"]')).not_to_have_text("–")
+    expect(tab.locator('#admission tr:has(th:text-is("guardrail")) td').first).not_to_have_text(
+        "0"
+    )
+    expect(tab.locator('[data-field="crisis-total"]')).to_have_text("1")
+    expect(tab.locator('#charts [data-chart="kai"] polyline')).to_be_attached()
+
+    # A benchmark: start it from the page, wait for its verdicts, open its report.
+    tab.get_by_label("Run").select_option("probe")
+    tab.get_by_role("button", name="Start a benchmark").click()
+    expect(tab.locator("#bench-msg")).to_contain_text("Started probe run")
+    run = tab.locator("#runs tbody tr").first
+    expect(run).to_contain_text("completed", timeout=180_000)
+    expect(run).to_contain_text("guardrail")
+    run.get_by_role("button", name="Open report").click()
+    report = tab.frame_locator("#report-frame")
+    expect(report.locator("h1")).to_contain_text("Benchmark run #")
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "ops-page-report.png"))
+    tab.get_by_role("button", name="Close").click()
+    expect(tab.locator("#report")).to_be_hidden()
+    tab.screenshot(path=str(ARTIFACTS / "ops-page.png"), full_page=True)
+    assert (ARTIFACTS / "ops-page.png").stat().st_size > 10_000
+
+    # The key stayed out of every address and out of the appliance's log.
+    assert recorded.urls and all(KEY not in url for url in recorded.urls)
+    assert same_origin(appliance, recorded.urls) == []
+    assert KEY not in appliance.log()
+    assert recorded.errors == []
+
+
+def test_signing_out_forgets_the_key(page: tuple[Any, Recorded], appliance: Appliance) -> None:
+    from playwright.sync_api import expect
+
+    tab, _ = page
+    sign_in(tab, appliance, KEY)
+    expect(tab.locator("#engines tbody tr")).to_have_count(len(ENGINES))
+    tab.get_by_role("button", name="Sign out").click()
+    expect(tab.locator("#login")).to_be_visible()
+    expect(tab.locator("#main")).to_be_hidden()
+    assert tab.evaluate("sessionStorage.length") == 0
+
+
+def test_the_page_needs_no_key_when_none_is_configured(browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    config, port = sim_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "APPLIANCE_API_KEYS"}
+    with Appliance(config, port, env=env) as open_appliance:
+        context = browser.new_context()
+        try:
+            tab = context.new_page()
+            tab.goto(open_appliance.base_url + "/ui")
+            expect(tab.locator("#open-note")).to_contain_text("no API keys configured")
+            expect(tab.locator("#engines tbody tr")).to_have_count(len(ENGINES))
+            expect(tab.locator("#login")).to_be_hidden()
+            expect(tab.locator("#bench-next")).to_contain_text("Benchmarks are off")
+        finally:
+            context.close()
