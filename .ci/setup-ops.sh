@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Tools the operations tests drive for real, on a fresh Debian host, as root: systemd-analyze
-# (package systemd) and ansible-core with ansible-lint (in their own virtual environment, linked
-# into /usr/local/bin). Idempotent and quiet: a second run changes nothing and prints nothing.
+# (package systemd), promtool (package prometheus), Chromium for the browser tests (package
+# chromium; Playwright drives it, no browser is downloaded) and ansible-core with ansible-lint
+# (in their own virtual environment, linked into /usr/local/bin). Idempotent and quiet: a second
+# run changes nothing and prints nothing.
 set -euo pipefail
 
 OPS_VENV=${KAI_OPS_VENV:-/opt/kai-ops}
@@ -13,6 +15,19 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Only promtool is wanted: no Prometheus server left running where systemd started one.
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 if ! "$OPS_VENV/bin/python" -c 'import ansiblelint' >/dev/null 2>&1; then
