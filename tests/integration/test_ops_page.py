@@ -108,6 +108,31 @@ def load(appliance: Appliance, requests: int = 6) -> None:
     )
 
 
+def test_the_shell_is_open_and_its_data_needs_the_key(appliance: Appliance) -> None:
+    shell = appliance.get("/ui")
+    assert shell.status_code == 200 and "Sign in" in shell.text
+    assert "default-src 'none'" in shell.headers["content-security-policy"]
+    assert appliance.get("/ui/static/app.js").status_code == 200
+    assert appliance.get("/ui/static/../services.py").status_code == 404
+    assert appliance.get("/ui/session").json() == {"key_required": True}
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    for path in ("/admin/overview", "/admin/history"):
+        assert appliance.get(path).status_code == 401
+        assert appliance.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert appliance.get(path, headers=bearer).status_code == 200
+    crisis = "I want to kill myself, said nobody in this test"
+    client = openai.OpenAI(base_url=appliance.base_url + "/v1", api_key=KEY, max_retries=0)
+    client.chat.completions.create(model="kai", messages=[{"role": "user", "content": crisis}])
+    overview = appliance.get("/admin/overview", headers=bearer)
+    assert overview.json()["crisis"]["total"] >= 1
+    metrics = appliance.get("/metrics", headers=bearer).text
+    assert 'appliance_crisis_replies_total{source="crisis_detector"}' in metrics
+    assert "appliance_ready 1.0" in metrics
+    assert 'appliance_agent_expected_p95_high_seconds{agent="kai"} 8.0' in metrics
+    for body in (overview.text, metrics, appliance.get("/admin/history", headers=bearer).text):
+        assert "nobody in this test" not in body
+
+
 def test_a_wrong_key_shows_only_the_form_and_an_error(
     page: tuple[Any, Recorded], appliance: Appliance
 ) -> None:
@@ -146,11 +171,13 @@ def test_an_operator_sees_every_section_move_and_runs_a_benchmark(
     # Numbers move under load: requests, latency, admission and the crisis count.
     kai = tab.locator('#agents tr[data-agent="kai"]')
     before = kai.locator('[data-field="requests"]').inner_text()
+    crisis = tab.locator('[data-field="crisis-total"]')
+    crisis_before = crisis.inner_text()
     load(appliance)
     expect(kai.locator('[data-field="requests"]')).not_to_have_text(before)
     expect(kai.locator('[data-field="p95"]')).not_to_have_text("\u2013")  # the dash of "no figure"
     expect(tab.locator('#admission tr:has(th:text-is("guardrail")) td').first).not_to_have_text("0")
-    expect(tab.locator('[data-field="crisis-total"]')).to_have_text("1")
+    expect(crisis).to_have_text(str(int(crisis_before) + 1))
     expect(tab.locator('#charts [data-chart="kai"] polyline')).to_be_attached()
 
     # A benchmark: start it from the page, wait for its verdicts, open its report.
