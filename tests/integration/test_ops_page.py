@@ -232,3 +232,76 @@ def test_the_page_needs_no_key_when_none_is_configured(browser: Any, tmp_path: P
             expect(tab.locator("#bench-next")).to_contain_text("Benchmarks are off")
         finally:
             context.close()
+
+
+def troubled(overview: dict[str, Any]) -> dict[str, Any]:
+    """The appliance's own overview, turned into a bad night on a GPU host."""
+    engine = overview["engines"][0]
+    engine.update(
+        up=False, state="BACKOFF", restarts=3, breaker="open", breaker_failures=5,
+        last_error="exited with status 1 (CUDA out of memory)",
+    )  # fmt: skip
+    kai = next(a for a in overview["agents"] if a["agent"] == "kai")
+    kai.update(p50_s=6.5, p95_s=11.25, verdict="worse", shed_rate=0.12, samples=40)
+    overview["appliance"]["status"] = "degraded"
+    overview["gpus"] = {
+        "state": "ok",
+        "devices": [
+            {"index": i, "name": "NVIDIA A100-SXM4-40GB", "memory_total_mib": 40960,
+             "memory_used_mib": used, "memory_free_mib": 40960 - used,
+             "utilization_percent": util, "memory_utilization_percent": 50,
+             "temperature_c": temp}
+            for i, (used, util, temp) in enumerate(((39900, 97, 81), (30000, 64, 66)))
+        ],
+    }  # fmt: skip
+    return overview
+
+
+def test_trouble_is_plain_to_see(page: tuple[Any, Recorded], appliance: Appliance) -> None:
+    """What the simulator cannot show (GPUs, a failing engine, a slow agent), from the page's
+    own data with those parts changed."""
+    from playwright.sync_api import Route, expect
+
+    tab, _ = page
+    real = appliance.get("/admin/overview", headers={"Authorization": f"Bearer {KEY}"}).json()
+
+    def serve(route: Route) -> None:
+        route.fulfill(json=troubled(real))
+
+    def hour(route: Route) -> None:
+        # kai's P95 climbs through its band of 5-8 s and stays above it for the last 20 minutes.
+        now = real["generated_at"]
+        body = appliance.get("/admin/history", headers={"Authorization": f"Bearer {KEY}"}).json()
+        body["now"] = now
+        body["agents"]["kai"]["points"] = [
+            [now - 3600 + 30 * i, 4.0 + 7.0 * i / 119] for i in range(120)
+        ]
+        route.fulfill(json=body)
+
+    tab.route("**/admin/overview", serve)
+    tab.route("**/admin/history", hour)
+    sign_in(tab, appliance, KEY)
+    expect(tab.locator("#status")).to_have_text("degraded")
+    down = tab.locator(f'#engines tr[data-engine="{real["engines"][0]["id"]}"]')
+    expect(down).to_contain_text("BACKOFF")
+    expect(down).to_contain_text("open (5 failed)")
+    expect(down).to_contain_text("CUDA out of memory")
+    expect(tab.locator("#c-engines")).to_have_text(f"{len(ENGINES) - 1} / {len(ENGINES)}")
+    expect(tab.locator("#c-over")).to_have_text("kai")
+    expect(tab.locator('#agents tr[data-agent="kai"]')).to_contain_text("over band")
+    expect(tab.locator("#c-shed")).to_have_text("12 %")
+    gpus = tab.locator("#gpus tbody tr")
+    expect(gpus).to_have_count(2)
+    expect(gpus.first).to_contain_text("A100")
+    expect(gpus.first).to_contain_text("97 %")
+    expect(gpus.first).to_contain_text("81 °C")
+    full = gpus.first.locator(".fill.high")  # 97 % of the memory: drawn nearly full, in red
+    share = full.evaluate("e => e.offsetWidth / e.parentElement.offsetWidth")
+    assert 0.95 <= share <= 1.0
+    expect(tab.locator("#c-gpus")).to_have_text("2 GPUs")
+    chart = tab.locator('#charts [data-chart="kai"]')
+    expect(chart.locator("polyline")).to_be_attached()
+    expect(chart).to_contain_text("120 samples in the last hour")
+    expect(chart).to_contain_text("51 above the band")
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "ops-page-trouble.png"), full_page=True)

@@ -314,6 +314,10 @@ function renderBenchmarks(bench) {
     ? `Run ${bench.current_run} is in progress.`
     : next.length ? `Next scheduled: ${next.join(" · ")}` : "No run is scheduled.";
   const statusTone = { completed: "ok", running: "info", failed: "bad", interrupted: "warn", skipped: "neutral" };
+  if (!bench.runs.length) {
+    fill($("runs").tBodies[0], [el("tr", {}, el("td", { colspan: 7, class: "muted", text: "No benchmark run yet." }))]);
+    return;
+  }
   fill($("runs").tBodies[0], bench.runs.map((r) => el("tr", { "data-run": r.id },
     el("th", { scope: "row", text: `#${r.id}` }),
     el("td", { text: r.kind }),
@@ -379,14 +383,14 @@ function drawCharts(history, agents) {
     if (points.length > 1) {
       svg.append(svgEl("polyline", { class: "p95", points: points.map(([t, v]) => `${x(t).toFixed(1)},${y(Math.min(v, top)).toFixed(1)}`).join(" ") }));
     }
-    for (const [t, v] of points.slice(-1)) svg.append(svgEl("circle", { class: "dot", cx: x(t), cy: y(Math.min(v, top)), r: 3 }));
+    for (const [t, v] of points.slice(-1)) svg.append(svgEl("circle", { class: v > high ? "dot over" : "dot", cx: x(t), cy: y(Math.min(v, top)), r: 3.5 }));
     const last = points.length ? points[points.length - 1][1] : null;
     const over = points.filter(([, v]) => v > high).length;
     const desc = points.length
       ? `${agent}: ${points.length} samples in the last hour, latest P95 ${seconds(last)}, ${over} above the band of ${low} to ${high} seconds.`
       : `${agent}: no samples yet in the last hour. Expected P95 ${low} to ${high} seconds.`;
     return el("figure", { class: "chart", "data-chart": agent },
-      el("figcaption", {}, el("span", { text: agent }), el("span", { class: "muted small", text: `${models[agent] || ""} · band ${low}–${high} s` })),
+      el("figcaption", {}, el("span", { text: last === null ? agent : `${agent} · ${seconds(last)}` }), el("span", { class: "muted small", text: `${models[agent] || ""} · band ${low}–${high} s` })),
       svg,
       el("p", { id: `chart-${agent}-desc`, class: "sr", text: desc }));
   }));
