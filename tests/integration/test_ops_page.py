@@ -204,13 +204,20 @@ def test_an_operator_sees_every_section_move_and_runs_a_benchmark(
     assert recorded.errors == []
 
 
-def test_signing_out_forgets_the_key(page: tuple[Any, Recorded], appliance: Appliance) -> None:
+def test_signing_in_and_out_by_keyboard_forgets_the_key(
+    page: tuple[Any, Recorded], appliance: Appliance
+) -> None:
     from playwright.sync_api import expect
 
     tab, _ = page
-    sign_in(tab, appliance, KEY)
+    # By keyboard alone: the form has the focus when the page opens.
+    tab.goto(appliance.base_url + "/ui")
+    expect(tab.get_by_label("API key")).to_be_focused()
+    tab.keyboard.type(KEY)
+    tab.keyboard.press("Enter")
     expect(tab.locator("#engines tbody tr")).to_have_count(len(ENGINES))
-    tab.get_by_role("button", name="Sign out").click()
+    tab.get_by_role("button", name="Sign out").focus()
+    tab.keyboard.press("Enter")
     expect(tab.locator("#login")).to_be_visible()
     expect(tab.locator("#main")).to_be_hidden()
     assert tab.evaluate("sessionStorage.length") == 0
