@@ -7,6 +7,7 @@ run's report uses) and kept; only running runs are read again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from appliance.config.schema import AGENTS
 from appliance.errors import ApplianceError
 
 LAST_RUNS = 8
+log = logging.getLogger("appliance.ui")
 
 
 class BenchDigest:
@@ -64,12 +66,16 @@ class BenchDigest:
     async def _headlines(self, row: Any) -> list[dict[str, Any]]:
         assert self.service is not None
         bench = self.service.config.bench
-        report = await build_report(
-            self.service.store,
-            row,
-            window=bench.regression_window,
-            threshold=bench.regression_threshold,
-        )
+        try:
+            report = await build_report(
+                self.service.store,
+                row,
+                window=bench.regression_window,
+                threshold=bench.regression_threshold,
+            )
+        except (ApplianceError, KeyError, ValueError) as exc:  # a run stored by an older version
+            log.warning("benchmark run %s: no verdicts for the page: %s", row.id, exc)
+            return []
         return [
             {
                 "agent": h.agent,

@@ -390,7 +390,7 @@ function drawCharts(history, agents) {
       ? `${agent}: ${points.length} samples in the last hour, latest P95 ${seconds(last)}, ${over} above the band of ${low} to ${high} seconds.`
       : `${agent}: no samples yet in the last hour. Expected P95 ${low} to ${high} seconds.`;
     return el("figure", { class: "chart", "data-chart": agent },
-      el("figcaption", {}, el("span", { text: last === null ? agent : `${agent} · ${seconds(last)}` }), el("span", { class: "muted small", text: `${models[agent] || ""} · band ${low}–${high} s` })),
+      el("figcaption", { title: models[agent] || "" }, el("span", { text: agent }), el("span", { class: "muted small", text: `band ${low}–${high} s` })),
       svg,
       el("p", { id: `chart-${agent}-desc`, class: "sr", text: desc }));
   }));
