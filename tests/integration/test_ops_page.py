@@ -223,19 +223,37 @@ def test_signing_in_and_out_by_keyboard_forgets_the_key(
     assert tab.evaluate("sessionStorage.length") == 0
 
 
-def test_the_page_needs_no_key_when_none_is_configured(browser: Any, tmp_path: Path) -> None:
+def test_without_keys_the_page_opens_and_shows_a_dead_engine(browser: Any, tmp_path: Path) -> None:
+    """No key configured (loopback only): no form. One engine never becomes healthy: the page
+    says so, and the agent whose model it serves is answered by its fallback."""
     from playwright.sync_api import expect
 
-    config, port = sim_config(tmp_path)
+    config, port = sim_config(
+        tmp_path, engine_settings={"qwen-32b": "startup_timeout_s = 0.5\nsim.slow_start_s = 60"}
+    )
     env = {k: v for k, v in os.environ.items() if k != "APPLIANCE_API_KEYS"}
     with Appliance(config, port, env=env) as open_appliance:
+        open_appliance.wait_ready(timeout=60)
+        client = openai.OpenAI(base_url=open_appliance.base_url + "/v1", api_key="-", max_retries=0)
+        for _ in range(3):
+            client.chat.completions.create(
+                model="genetic", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+            )
         context = browser.new_context()
         try:
             tab = context.new_page()
+            tab.set_default_timeout(WAIT_MS)
             tab.goto(open_appliance.base_url + "/ui")
             expect(tab.locator("#open-note")).to_contain_text("no API keys configured")
-            expect(tab.locator("#engines tbody tr")).to_have_count(len(ENGINES))
             expect(tab.locator("#login")).to_be_hidden()
+            expect(tab.locator("#logout")).to_be_hidden()
+            expect(tab.locator("#status")).to_have_text("degraded")
+            dead = tab.locator('#engines tr[data-engine="qwen-32b"]')
+            expect(dead).to_contain_text("FATAL")
+            expect(dead).to_contain_text("healthy")  # its last error: never became healthy
+            expect(tab.locator("#c-engines")).to_have_text(f"{len(ENGINES) - 1} / {len(ENGINES)}")
+            genetic = tab.locator('#agents tr[data-agent="genetic"]')
+            expect(genetic.locator("td").nth(6)).to_have_text("100 %")  # the fallback share
             expect(tab.locator("#bench-next")).to_contain_text("Benchmarks are off")
         finally:
             context.close()
