@@ -90,9 +90,12 @@ def _version() -> str:
 
 
 def _extensions(config: Config) -> tuple[Extension, ...]:
-    """Scheduled benchmarks, when enabled; they count only live (non-benchmark) requests."""
+    """Scheduled benchmarks, when enabled; they count only live (non-benchmark) requests. Then the
+    operations page, which shows them."""
+    from appliance.ui.routes import ui_extension
+
     if not config.bench.enabled:
-        return ()
+        return (ui_extension,)
     from appliance.api.benchmarks import bench_extension
 
-    return (bench_extension(lambda services: services.load.live_in_flight),)
+    return (bench_extension(lambda services: services.load.live_in_flight), ui_extension)

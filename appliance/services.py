@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from appliance.agents.orchestrator import Orchestrator
@@ -50,6 +50,8 @@ class Services:
         self.health_sections: dict[
             str, Callable[[], Awaitable[dict[str, Any]] | dict[str, Any]]
         ] = {}
+        # Extra Prometheus metric families for /metrics, added by the concerns that own them.
+        self.metric_sources: list[Callable[[], Iterable[Any]]] = []
         # Background services (benchmarks, monitors) started after the engines and stopped first.
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         self.on_stop: list[Callable[[], Awaitable[None]]] = []

@@ -91,12 +91,15 @@ class Orchestrator:
         self.kai = Kai(callers["kai"], safety)
         self.genetic = genetic_agent(callers["genetic"], self.cache, safety)
         self.wellness = wellness_agent(callers["wellness"], self.cache, safety)
+        # Crisis-protocol replies given, by what found the crisis: counts only, never any text.
+        self.crisis_replies: dict[str, int] = {}
 
     # Crisis protocol -------------------------------------------------------------------------
 
     def crisis_notice(
         self, categories: Sequence[CrisisCategory], source: CrisisSource, locale: str | None
     ) -> CrisisNotice:
+        self.crisis_replies[source] = self.crisis_replies.get(source, 0) + 1
         chosen = self.resources.locale(locale)
         cats: list[CrisisCategory] = list(dict.fromkeys(categories)) or ["suicide"]
         return CrisisNotice(

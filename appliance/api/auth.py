@@ -26,7 +26,7 @@ from appliance.api.errors import error_parts
 from appliance.config.schema import Config
 from appliance.errors import ApplianceError, RateLimited, Unauthorized
 
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/ui")  # /ui: the page shell only; its data is under /admin
 _AUTHORIZATION = b"authorization"
 _X_API_KEY = b"x-api-key"
 _BEARER = b"bearer "
@@ -41,7 +41,8 @@ def api_keys(config: Config) -> tuple[str, ...]:
 
 
 def is_open(path: str) -> bool:
-    """Health endpoints answer without a key (load balancers and systemd probes have none)."""
+    """Health endpoints answer without a key (load balancers and systemd probes have none), and
+    so does the operations page's shell, which asks for a key before it reads any data."""
     return any(path == p or path.startswith(p + "/") for p in OPEN_PATHS)
 
 

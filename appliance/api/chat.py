@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Annotated, Any, Literal, cast
 
@@ -144,9 +145,11 @@ async def _relay(
         (b"x-appliance-fallback", b"true" if dispatch.fallback_used else b"false"),
     ]
     outcome, ttft = "ok" if response.status < 400 else f"http_{response.status}", None
+    tokens: int | None = None
     try:
         if not stream or response.status >= 400:
             data = await response.read()
+            tokens = completion_tokens(data)
             headers.append((b"content-length", str(len(data)).encode()))
             await send(_start(response.status, headers))
             await send(_body(data))
@@ -162,6 +165,8 @@ async def _relay(
                     break
                 if ttft is None:
                     ttft = time.perf_counter() - dispatch.started
+                if _COMPLETION_TOKENS in chunk:  # the usage chunk (stream_options.include_usage)
+                    tokens = completion_tokens(chunk) or tokens
                 await send(_body(chunk, more=True))
         except Exception as exc:  # the engine died mid-stream: tell the client in-band
             outcome = "stream_error"
@@ -183,7 +188,18 @@ async def _relay(
             outcome=outcome,
             ttft_s=ttft,
             e2e_s=time.perf_counter() - dispatch.started,
+            tokens=tokens,
         )
+
+
+_COMPLETION_TOKENS = b'"completion_tokens"'
+_TOKENS_VALUE = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+
+
+def completion_tokens(data: bytes) -> int | None:
+    """The usage's completion tokens in an engine's answer, found without decoding the body."""
+    found = _TOKENS_VALUE.search(data)
+    return int(found.group(1)) if found else None
 
 
 async def _client_gone(receive: Receive) -> None:

@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from appliance.config.schema import AGENTS
 from appliance.gateway.breaker import BreakerState
 from appliance.gateway.priority import Priority
 from appliance.histogram import Histogram
@@ -33,12 +34,65 @@ class ApplianceCollector(Collector):
         self.services = services
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._readiness()
         yield from self._requests()
+        yield from self._agents()
         yield from self._admission()
         yield from self._engines()
         yield from self._breakers()
         yield from self._gpus()
         yield from self._host()
+        for source in self.services.metric_sources:
+            yield from source()
+
+    def _readiness(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily(
+            "appliance_ready", "1 when the appliance takes traffic (what /health/ready says)."
+        )
+        ready.add_metric([], 1 if self.services.ready.is_set() else 0)
+        yield ready
+
+    def _agents(self) -> Iterator[Metric]:
+        """Each agent's live P95 beside the service guide's expected band, and crisis replies."""
+        config, latency = self.services.config, self.services.load.latency
+        live = GaugeMetricFamily(
+            "appliance_agent_latency_p95_seconds",
+            "End-to-end P95 over the latency window, per agent (absent without traffic).",
+            labels=["agent"],
+        )
+        low = GaugeMetricFamily(
+            "appliance_agent_expected_p95_low_seconds",
+            "Lower bound of the agent's expected P95 band.",
+            labels=["agent"],
+        )
+        high = GaugeMetricFamily(
+            "appliance_agent_expected_p95_high_seconds",
+            "Upper bound of the agent's expected P95 band: above it the agent is too slow.",
+            labels=["agent"],
+        )
+        for agent in AGENTS:
+            band = config.agents[agent].expected.p95_s
+            low.add_metric([agent], band[0])
+            high.add_metric([agent], band[1])
+            window = latency.agent_e2e(agent)
+            if window is not None:
+                live.add_metric([agent], window.p95)
+        tokens = CounterMetricFamily(
+            "appliance_completion_tokens",
+            "Completion tokens engines reported, by agent and model.",
+            labels=["agent", "model"],
+        )
+        recorder = self.services.load.recorder
+        for (agent, model), count in sorted(recorder.tokens.items()):
+            tokens.add_metric([agent, model], count)
+        crisis = CounterMetricFamily(
+            "appliance_crisis_replies",
+            "Crisis-protocol replies given, by what found the crisis (counts only).",
+            labels=["source"],
+        )
+        for source, count in sorted(self.services.agents.crisis_replies.items()):
+            crisis.add_metric([source], count)
+        yield from (live, low, high, tokens, crisis)
 
     def _requests(self) -> Iterator[Metric]:
         recorder = self.services.load.recorder

@@ -30,6 +30,8 @@ class ServerConfig(Base, frozen=True, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Grace given to in-flight requests and engines on shutdown.
     shutdown_grace_s: Positive = 10.0
+    # How often the operations page's history takes a sample (it keeps the last hour).
+    history_interval_s: Annotated[float, Meta(ge=0.1, le=600)] = 30.0
 
 
 class LLMSettings(Base, frozen=True, kw_only=True):

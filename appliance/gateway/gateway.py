@@ -160,6 +160,7 @@ class Gateway:
             outcome="ok",
             ttft_s=None,
             e2e_s=time.perf_counter() - started,
+            tokens=getattr(getattr(result, "usage", None), "completion_tokens", None),
         )
         return Completion(result, model, self._by_name[model].engine_id, position > 0, skipped)
 

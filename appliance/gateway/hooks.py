@@ -47,6 +47,7 @@ class Recorder(Protocol):
         outcome: str,
         ttft_s: float | None,
         e2e_s: float,
+        tokens: int | None = None,
     ) -> None: ...
 
 
@@ -78,5 +79,6 @@ class NullRecorder:
         outcome: str,
         ttft_s: float | None,
         e2e_s: float,
+        tokens: int | None = None,
     ) -> None:
         return None

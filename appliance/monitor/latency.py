@@ -128,6 +128,17 @@ class LatencyWindows:
         window = self._ttft.get((agent or NO_AGENT, model))
         return window.summary(self.clock()) if window is not None else None
 
+    def agent_e2e(self, agent: str) -> Percentiles | None:
+        """End-to-end percentiles of one agent over every model that served it."""
+        now = self.clock()
+        values = [
+            value
+            for (name, _), window in self._e2e.items()
+            if name == agent
+            for value in window.values(now)
+        ]
+        return summarize(values)
+
     def report(self) -> dict[str, dict[str, dict[str, object]]]:
         """{agent: {model: {"e2e": {...}, "ttft": {...}}}} for the series with recent samples."""
         now = self.clock()

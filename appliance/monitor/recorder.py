@@ -30,6 +30,9 @@ class MetricsRecorder:
         self.e2e: dict[tuple[str, str], Histogram] = {}
         self.ttft: dict[tuple[str, str], Histogram] = {}
         self.engine_failures: dict[tuple[str, str], int] = {}
+        # Completion tokens, and the seconds of the requests that reported them (tokens/s).
+        self.tokens: dict[tuple[str, str], int] = {}
+        self.token_seconds: dict[tuple[str, str], float] = {}
 
     def request_done(
         self,
@@ -39,6 +42,7 @@ class MetricsRecorder:
         outcome: str,
         ttft_s: float | None,
         e2e_s: float,
+        tokens: int | None = None,
     ) -> None:
         agent = agent or NO_AGENT
         key = (agent, model, outcome)
@@ -51,6 +55,9 @@ class MetricsRecorder:
         histogram.observe(e2e_s)
         if ttft_s is not None:
             self.ttft[series].observe(ttft_s)
+        if tokens is not None and outcome == "ok":
+            self.tokens[series] = self.tokens.get(series, 0) + tokens
+            self.token_seconds[series] = self.token_seconds.get(series, 0.0) + e2e_s
         if outcome == "ok":  # the windows judge served requests; failures have their counters
             light = self.light is not None and self.light(model)
             self.latency.add(agent, model, e2e_s, ttft_s, light=light)

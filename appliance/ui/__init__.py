@@ -1,0 +1,1 @@
+"""The operations page at `/ui`: what an operator looks at, and the JSON behind it."""
