@@ -81,7 +81,8 @@ def test_each_key_has_its_own_rate_limit(appliance: Appliance) -> None:
     assert codes[:30] == [200] * 30  # within the burst (a few tokens may have been spent)
     limited = get(appliance, "/v1/models", KEY_A)
     assert limited.status_code == 429
-    assert limited.headers["retry-after"] == "2"  # 0.5 requests per second
+    # 0.5 requests per second: the next token is at most 2 s away (less once part of it refilled).
+    assert limited.headers["retry-after"] in {"1", "2"}
     assert limited.json()["error"]["type"] == "rate_limit_error"
     assert get(appliance, "/v1/models", KEY_B).status_code == 200  # another key, another bucket
 
