@@ -48,9 +48,10 @@ def get(appliance: Appliance, path: str, key: str | None = None) -> httpx2.Respo
     return appliance.get(path, headers=headers)
 
 
-def test_health_stays_open(appliance: Appliance) -> None:
+def test_only_the_probe_stays_open(appliance: Appliance) -> None:
     assert get(appliance, "/health").status_code == 200
-    assert get(appliance, "/health/detailed").status_code == 200
+    assert get(appliance, "/health/detailed").status_code == 401
+    assert get(appliance, "/health/detailed", KEY_A).status_code == 200
 
 
 def test_everything_else_needs_a_valid_key(appliance: Appliance) -> None:
