@@ -101,6 +101,9 @@ _SAMPLES_OF_RUN = _SELECT_SAMPLES + "ORDER BY seq"
 _SAMPLES_OF_PHASE = _SELECT_SAMPLES + "AND phase = ? ORDER BY seq"
 
 
+SQLITE_MAX_INT = 2**63 - 1
+
+
 class BenchStore:
     """Reads and writes benchmark runs; one instance per process, over one connection."""
 
@@ -187,6 +190,8 @@ class BenchStore:
         return [_run(r) for r in rows if _owner_alive(r[13], r[14], r[15])]
 
     async def get_run(self, run_id: int) -> RunRow | None:
+        if not 0 < run_id <= SQLITE_MAX_INT:
+            return None  # no such row, and SQLite could not even take the number
         async with self._conn.execute(_RUN_BY_ID, (run_id,)) as cur:
             row = await cur.fetchone()
         return _run(row) if row else None
