@@ -20,10 +20,9 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def check_exposure(config: Config, host: str) -> None:
-    """No key, no network: refuse to listen beyond loopback without API keys."""
-    if api_keys(config):
-        return
-    if host not in LOOPBACK:
+    """No key, no network: refuse to listen beyond loopback without API keys (says nothing else:
+    `config validate` runs it too)."""
+    if not api_keys(config) and host not in LOOPBACK:
         raise ConfigError(
             config.source,
             "server.host",
@@ -31,6 +30,11 @@ def check_exposure(config: Config, host: str) -> None:
             f"{config.security.api_keys_env} (or [security].api_keys) to listen on {host}",
             got=host,
         )
+
+
+def _warn_if_open(config: Config, host: str) -> None:
+    if api_keys(config):
+        return
     log.warning(
         "no API key configured: serving on loopback only (%s); set %s to require keys",
         host,
@@ -50,6 +54,7 @@ class _Server(uvicorn.Server):
 
 def serve(config: Config, *, host: str, port: int) -> int:
     check_exposure(config, host)
+    _warn_if_open(config, host)
     # Command-line host and port win; everything that needs the address reads it from config.
     config = msgspec.structs.replace(
         config, server=msgspec.structs.replace(config.server, host=host, port=port)
