@@ -102,6 +102,13 @@ _SAMPLES_OF_PHASE = _SELECT_SAMPLES + "AND phase = ? ORDER BY seq"
 
 
 SQLITE_MAX_INT = 2**63 - 1
+_INSERT_SAMPLES = (
+    "INSERT OR REPLACE INTO samples (run_id, seq, phase, agent, model, start_s, ttft_s, e2el_s, "
+    "itl_s, prompt_tokens, completion_tokens, ok, error, fallback) VALUES "
+)
+_SAMPLE_PLACEHOLDERS = "(" + ", ".join(["?"] * 14) + ")"
+# 14 values a row: 64 rows stay under SQLite's oldest limit of 999 bound values per statement.
+_SAMPLE_ROWS_PER_INSERT = 64
 
 
 class BenchStore:
@@ -247,7 +254,7 @@ class BenchStore:
             ]
 
     async def add_samples(self, run_id: int, samples: Sequence[Sample]) -> None:
-        """One transaction per batch."""
+        """Samples in multi-row inserts."""
         if not samples:
             return
         rows = [
@@ -269,18 +276,15 @@ class BenchStore:
             )
             for s in samples
         ]
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            await self._conn.executemany(
-                "INSERT OR REPLACE INTO samples (run_id, seq, phase, agent, model, start_s, "
-                "ttft_s, e2el_s, itl_s, prompt_tokens, completion_tokens, ok, error, fallback) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+        # One statement per chunk, each atomic on its own: no BEGIN ... COMMIT spanning awaits,
+        # which a cancellation (a stop mid-flush) would leave open on the connection, failing
+        # every later write of this process.
+        for start in range(0, len(rows), _SAMPLE_ROWS_PER_INSERT):
+            chunk = rows[start : start + _SAMPLE_ROWS_PER_INSERT]
+            await self._conn.execute(
+                _INSERT_SAMPLES + ", ".join([_SAMPLE_PLACEHOLDERS] * len(chunk)),
+                [value for row in chunk for value in row],
             )
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
-        await self._conn.execute("COMMIT")
 
     async def samples(self, run_id: int, phase: int | None = None) -> list[Sample]:
         query, args = (
