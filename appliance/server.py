@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from types import FrameType
 
 import msgspec
@@ -43,13 +44,21 @@ def _warn_if_open(config: Config, host: str) -> None:
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, notifier: Notifier) -> None:
+    """uvicorn, with the shutdown order the appliance needs: background services (benchmarks)
+    stop first, then the listener closes and requests drain, then the lifespan stops engines."""
+
+    def __init__(self, config: uvicorn.Config, notifier: Notifier, services: Services) -> None:
         super().__init__(config)
         self._notifier = notifier
+        self._services = services
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._notifier.stopping("draining requests")
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._services.stop_background()
+        await super().shutdown(sockets)
 
 
 def serve(config: Config, *, host: str, port: int) -> int:
@@ -76,6 +85,7 @@ def serve(config: Config, *, host: str, port: int) -> int:
             server_header=False,
         ),
         notifier,
+        services,
     )
     log.info(
         "appliance %s listening on http://%s:%d (profile %s)",

@@ -112,11 +112,18 @@ class Services:
             if breaker is not None:
                 breaker.reset()
 
-    async def stop(self) -> None:
-        self.notifier.stopping("stopping engines")
-        for stop in reversed(self.on_stop):
+    async def stop_background(self) -> None:
+        """Stop the background services (benchmarks first) while the listener and the engines
+        still serve: a benchmark cut short is stored `interrupted`, not `completed` with the
+        requests that the closing listener refused. Runs once; `stop()` calls it too."""
+        stops, self.on_stop = list(self.on_stop), []
+        for stop in reversed(stops):
             with contextlib.suppress(Exception):
                 await stop()
+
+    async def stop(self) -> None:
+        self.notifier.stopping("stopping engines")
+        await self.stop_background()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -48,6 +48,14 @@ class BenchmarkNotFound(NotFound):
     code = "benchmark_not_found"
 
 
+class BenchmarksStopped(ApplianceError):
+    """The store is closed (before start, after stop): 503, try again."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "benchmarks_unavailable"
+
+
 class TrafficTooHigh(Exception):
     """Live traffic stayed above the threshold for longer than a run may wait."""
 
@@ -80,6 +88,7 @@ class BenchService:
         self._store: BenchStore | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._bench_run: BenchRun | None = None
         self._current: int | None = None
         self._meta = run_meta(config)
 
@@ -107,6 +116,8 @@ class BenchService:
         self.scheduler.stop()
         task = self._task
         if task is not None and not task.done():
+            if self._bench_run is not None:
+                self._bench_run.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -124,7 +135,9 @@ class BenchService:
     @property
     def store(self) -> BenchStore:
         if self._store is None:
-            raise ApplianceError("the benchmark store is not open")
+            raise BenchmarksStopped(
+                "Benchmarks are not running: the appliance is starting or stopping.", retry_after=5
+            )
         return self._store
 
     @property
@@ -154,6 +167,7 @@ class BenchService:
             )
             run_id = await bench_run.create(trigger)
             self._current = run_id
+            self._bench_run = bench_run
             self._task = asyncio.create_task(self._execute(bench_run), name=f"bench-run-{run_id}")
         log.info("benchmark run %d started (%s, %s)", run_id, resolved.kind, trigger)
         return run_id
