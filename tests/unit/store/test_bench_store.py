@@ -120,3 +120,38 @@ async def test_list_and_comparable_history(tmp_path: Path) -> None:
         assert history[0].p95_e2el_ms == 1000.0
     finally:
         await store.close()
+
+
+async def test_interrupted_runs_are_not_in_the_trend(tmp_path: Path) -> None:
+    store = await BenchStore.open(tmp_path / "b.sqlite3")
+    try:
+        ids = []
+        for status, e2el in (("completed", 1.0), ("interrupted", 9.0), ("completed", 1.1)):
+            run_id = await store.create_run("probe", "schedule", {}, META)
+            await store.add_summaries(run_id, [result(0, e2el)])
+            await store.finish_run(run_id, status)
+            ids.append(run_id)
+        latest = (await store.summaries(ids[2]))[0]
+        history = await store.comparable(latest, profile="sim", before_run=ids[2])
+        assert [p.run_id for p in history] == [ids[0]]
+    finally:
+        await store.close()
+
+
+async def test_ids_beyond_sqlite_integers_are_no_run(tmp_path: Path) -> None:
+    store = await BenchStore.open(tmp_path / "b.sqlite3")
+    try:
+        assert await store.get_run(99999999999999999999) is None
+        assert await store.get_run(-1) is None
+    finally:
+        await store.close()
+
+
+async def test_many_samples_are_written_in_chunks(tmp_path: Path) -> None:
+    store = await BenchStore.open(tmp_path / "b.sqlite3")
+    try:
+        run_id = await store.create_run("run", "manual", {}, META)
+        await store.add_samples(run_id, samples(0, 300))
+        assert len(await store.samples(run_id)) == 300
+    finally:
+        await store.close()
