@@ -41,6 +41,7 @@ class Services:
         self.notifier = notifier or Notifier()
         self.gateway = Gateway(config, endpoints)
         self.liveness = LivenessProber(self.gateway.clients, interval_s=liveness_interval_s)
+        self.gateway.known_down = self.liveness.known_down
         # The four agents over the gateway; refuses a locale without crisis resources.
         self.agents = Orchestrator(config, self.gateway)
         self.started_at = time.time()
