@@ -32,9 +32,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Litestar:
     config = msgspec.structs.replace(
         loaded,
         security=msgspec.structs.replace(loaded.security, api_keys=(KEY,)),
-        server=msgspec.structs.replace(
-            loaded.server, data_dir=str(tmp_path_factory.mktemp("var"))
-        ),
+        server=msgspec.structs.replace(loaded.server, data_dir=str(tmp_path_factory.mktemp("var"))),
     )
     services = Services.from_config(config)
     return create_app(config, services, extensions=(bench_extension(lambda s: lambda: 0),))
