@@ -100,6 +100,9 @@ class BenchService:
         stale = await self._store.mark_stale_interrupted()
         if stale:
             log.warning("benchmark run(s) %s were interrupted by a stop; marked so", stale)
+        cut = await self._store.mark_cut_short()
+        if cut:
+            log.warning("benchmark run(s) %s were cut short by a stop; marked interrupted", cut)
         if self.config.bench.enabled if schedule is None else schedule:
             bench, source = self.config.bench, self.config.source
             self.scheduler.add(

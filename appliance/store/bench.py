@@ -190,6 +190,38 @@ class BenchStore:
             )
         return stale
 
+    async def mark_cut_short(self) -> list[int]:
+        """Runs stored `completed` although a stop cut them short become `interrupted`.
+
+        An appliance before this one closed its listener under a running benchmark and stored the
+        run as completed, its last requests failed. The sign: from the first failed request on
+        (by order sent) none succeeded, and some could not connect at all. Such a run's figures
+        measure the shutdown, so it leaves the trend like any interrupted run.
+        """
+        async with self._conn.execute(
+            "SELECT id FROM runs WHERE status = 'completed' AND result IS NOT NULL "
+            "AND json_extract(result, '$.failed') > 0"
+        ) as cur:
+            candidates = [int(r[0]) for r in await cur.fetchall()]
+        cut: list[int] = []
+        for run_id in candidates:
+            async with self._conn.execute(
+                "SELECT ok, error FROM samples WHERE run_id = ? ORDER BY seq", (run_id,)
+            ) as cur:
+                rows = list(await cur.fetchall())
+            first = next((i for i, row in enumerate(rows) if not row[0]), None)
+            if first is None or first == 0:
+                continue  # no failure stored, or nothing ever worked: not a run cut short
+            tail = rows[first:]
+            if all(not ok for ok, _ in tail) and any(err == "connect_error" for _, err in tail):
+                cut.append(run_id)
+        for run_id in cut:  # finished_at stays: when it was cut short
+            await self._conn.execute(
+                "UPDATE runs SET status = 'interrupted', reason = ? WHERE id = ?",
+                ("cut short by a stop: its last requests could not connect", run_id),
+            )
+        return cut
+
     async def active_runs(self) -> list[RunRow]:
         """Runs `running` in some live process (this one included)."""
         async with self._conn.execute(_RUNS_RUNNING) as cur:
