@@ -6,7 +6,9 @@ every failure is a `ConfigError` (one line, exit 2). Only `serve` creates the da
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from pathlib import Path
 
 from appliance.config.schema import Config
@@ -14,7 +16,7 @@ from appliance.errors import ConfigError, PlacementError
 
 
 def preflight(config: Config, *, host: str | None = None, create: bool = False) -> None:
-    """Exposure, data directory, GPU placement, crisis resources and benchmark schedule."""
+    """Exposure, data directory, GPU placement, crisis resources, benchmark schedule and store."""
     if host is not None:
         from appliance.server import check_exposure
 
@@ -23,6 +25,7 @@ def preflight(config: Config, *, host: str | None = None, create: bool = False) 
     _placement(config)
     _resources(config)
     _schedule(config)
+    _bench_store(config)
 
 
 def data_dir(config: Config, *, create: bool = False) -> Path:
@@ -70,6 +73,33 @@ def _resources(config: Config) -> None:
     from appliance.agents.resources import Resources
 
     Resources(config.safety, source=config.source)
+
+
+def _bench_store(config: Config) -> None:
+    """An existing benchmark database must be one this appliance can open (read only here)."""
+    if not config.bench.enabled:
+        return
+    from appliance.bench.service import db_path
+    from appliance.store.migrations import MIGRATIONS
+
+    path = db_path(config)
+    if not path.exists():
+        return
+    key = "bench.db_file"
+    if not path.is_file():
+        raise ConfigError(config.source, key, "an SQLite file", got=f"{path} (not a file)")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise ConfigError(config.source, key, "an SQLite database", got=f"{path}: {exc}") from None
+    if version > len(MIGRATIONS):
+        raise ConfigError(
+            config.source,
+            key,
+            f"a database of schema version {len(MIGRATIONS)} or older",
+            got=f"{path} at version {version} (written by a newer appliance)",
+        )
 
 
 def _schedule(config: Config) -> None:

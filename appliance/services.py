@@ -91,7 +91,14 @@ class Services:
         await self.liveness.probe_all()
         self.engines_started.set()
         for start in self.on_start:
-            await start()
+            try:
+                await start()
+            except Exception as exc:  # said once, loudly; the appliance still serves and is READY
+                log.error(
+                    "a background service did not start (%s): %s",
+                    getattr(start, "__qualname__", start),
+                    getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
+                )
         if self.supervisor is None or self.supervisor.all_running():
             self.ready.set()
             self.notifier.ready(f"serving {len(self.endpoints)} engine(s)")

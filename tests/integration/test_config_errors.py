@@ -8,6 +8,7 @@ one and fails the other.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -57,6 +58,17 @@ class Case:
 
 def _data_dir_is_a_file(directory: Path) -> None:
     (directory / "var").write_text("not a directory\n")
+
+
+def _store_not_a_database(directory: Path) -> None:
+    (directory / "var").mkdir()
+    (directory / "var" / "bench.sqlite3").write_bytes(b"this is not SQLite" * 100)
+
+
+def _store_from_the_future(directory: Path) -> None:
+    (directory / "var").mkdir()
+    with sqlite3.connect(directory / "var" / "bench.sqlite3") as conn:
+        conn.execute("PRAGMA user_version = 999")
 
 
 CASES = [
@@ -109,6 +121,8 @@ CASES = [
     Case("file timeout nan", "llm.timeout", replace={"timeout = 30.0": "timeout = nan"}),
     Case("unknown locale", "safety", replace={'locale = "en-US"': 'locale = "xx-XX"'}),
     Case("data_dir is a file", "server.data_dir", prepare=_data_dir_is_a_file),
+    Case("benchmark store not a database", "bench.db_file", prepare=_store_not_a_database),
+    Case("benchmark store from a newer version", "newer appliance", prepare=_store_from_the_future),
     Case(
         "tensor parallel beyond the GPUs",
         "profiles.tp",
