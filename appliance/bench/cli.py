@@ -221,7 +221,10 @@ def _stop_on_signals(bench_run: BenchRun, received: list[int]) -> Iterator[None]
     loop = asyncio.get_running_loop()
 
     def stop(signum: int) -> None:
+        if received:  # a second signal: quit now; the next open marks the run interrupted
+            os._exit(128 + signum)
         received.append(signum)
+        print("stopping the run (again to quit at once)", file=sys.stderr, flush=True)
         bench_run.stop()
 
     installed = []

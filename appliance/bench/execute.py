@@ -106,6 +106,8 @@ class BenchRun:
         flag holds even where a library swallows the cancellation, so the run never goes on, and
         never ends as `completed` with the requests the stop made fail.
         """
+        if self._stopping:
+            return
         self._stopping = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
