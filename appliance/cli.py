@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="model or agent to test (default: kai, else the first listed)"
     )
     check.add_argument("--samples", type=int, default=5, help="latency samples (default 5)")
-    check.add_argument("--timeout", type=float, default=float(os.environ.get("LLM_TIMEOUT", "30")))
+    # Environment defaults are read when the command runs: a bad value must not break `--help`.
+    check.add_argument("--timeout", type=float, help="seconds (default: $LLM_TIMEOUT or 30)")
     check.set_defaults(handler=cmd_check)
 
     config = sub.add_parser("config", help="show or validate the configuration")
@@ -98,7 +99,12 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
+    from appliance.preflight import preflight
+
     config = _load(args)
+    # The same checks `serve` makes, short of starting anything.
+    preflight(config, host=config.server.host)
+
     from appliance.engines import vllm
 
     for engine in config.engines:
@@ -126,18 +132,23 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from appliance.check import run_checks
+    from appliance.config.load import env_timeout
 
+    timeout = args.timeout if args.timeout is not None else env_timeout(os.environ, 30.0)
     return run_checks(
-        args.base_url, args.api_key, model=args.model, samples=args.samples, timeout=args.timeout
+        args.base_url, args.api_key, model=args.model, samples=args.samples, timeout=timeout
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from appliance.preflight import preflight
     from appliance.server import serve
 
     config = _load(args)
     host = args.host or config.server.host
     port = args.port or config.server.port
+    # Everything that would refuse the configuration, before a log line or a process starts.
+    preflight(config, host=host, create=True)
     configure_logging(args.log_level or config.server.log_level)
     return serve(config, host=host, port=port)
 

@@ -14,10 +14,23 @@ class ApplianceError(Exception):
     error_type = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    param: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        if param is not None:
+            self.param = param  # the request field at fault, in the OpenAI error body
+        if code is not None:
+            self.code = code
 
 
 class ConfigError(ApplianceError):

@@ -20,8 +20,6 @@ from collections.abc import Mapping, MutableMapping
 log = logging.getLogger(__name__)
 
 ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-# A send blocks only if systemd stops reading; never hold the event loop longer than this.
-SEND_TIMEOUT_S = 2.0
 
 
 def socket_address(value: str) -> str | None:
@@ -93,6 +91,12 @@ class Notifier:
         payload = "\n".join(assignments).encode()
         try:
             self._connect().sendto(payload, self._address)
+        except BlockingIOError:
+            # The manager's queue is full: drop this message rather than hold the event loop.
+            if not self._failed:
+                log.warning("the service manager is not reading notifications; dropped one")
+            self._failed = True
+            return False
         except OSError as exc:
             if not self._failed:
                 log.warning("cannot notify the service manager: %s", exc)
@@ -152,7 +156,8 @@ class Notifier:
     def _connect(self) -> socket.socket:
         if self._socket is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            sock.settimeout(SEND_TIMEOUT_S)
+            # Never blocking: the sends come from the event loop.
+            sock.setblocking(False)
             self._socket = sock
         return self._socket
 

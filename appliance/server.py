@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from types import FrameType
 
 import msgspec
@@ -20,10 +21,9 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def check_exposure(config: Config, host: str) -> None:
-    """No key, no network: refuse to listen beyond loopback without API keys."""
-    if api_keys(config):
-        return
-    if host not in LOOPBACK:
+    """No key, no network: refuse to listen beyond loopback without API keys (says nothing else:
+    `config validate` runs it too)."""
+    if not api_keys(config) and host not in LOOPBACK:
         raise ConfigError(
             config.source,
             "server.host",
@@ -31,6 +31,11 @@ def check_exposure(config: Config, host: str) -> None:
             f"{config.security.api_keys_env} (or [security].api_keys) to listen on {host}",
             got=host,
         )
+
+
+def _warn_if_open(config: Config, host: str) -> None:
+    if api_keys(config):
+        return
     log.warning(
         "no API key configured: serving on loopback only (%s); set %s to require keys",
         host,
@@ -39,17 +44,26 @@ def check_exposure(config: Config, host: str) -> None:
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, notifier: Notifier) -> None:
+    """uvicorn, with the shutdown order the appliance needs: background services (benchmarks)
+    stop first, then the listener closes and requests drain, then the lifespan stops engines."""
+
+    def __init__(self, config: uvicorn.Config, notifier: Notifier, services: Services) -> None:
         super().__init__(config)
         self._notifier = notifier
+        self._services = services
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._notifier.stopping("draining requests")
         super().handle_exit(sig, frame)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._services.stop_background()
+        await super().shutdown(sockets)
+
 
 def serve(config: Config, *, host: str, port: int) -> int:
     check_exposure(config, host)
+    _warn_if_open(config, host)
     # Command-line host and port win; everything that needs the address reads it from config.
     config = msgspec.structs.replace(
         config, server=msgspec.structs.replace(config.server, host=host, port=port)
@@ -71,6 +85,7 @@ def serve(config: Config, *, host: str, port: int) -> int:
             server_header=False,
         ),
         notifier,
+        services,
     )
     log.info(
         "appliance %s listening on http://%s:%d (profile %s)",

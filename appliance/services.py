@@ -41,6 +41,7 @@ class Services:
         self.notifier = notifier or Notifier()
         self.gateway = Gateway(config, endpoints)
         self.liveness = LivenessProber(self.gateway.clients, interval_s=liveness_interval_s)
+        self.gateway.known_down = self.liveness.known_down
         # The four agents over the gateway; refuses a locale without crisis resources.
         self.agents = Orchestrator(config, self.gateway)
         self.started_at = time.time()
@@ -92,7 +93,14 @@ class Services:
         await self.liveness.probe_all()
         self.engines_started.set()
         for start in self.on_start:
-            await start()
+            try:
+                await start()
+            except Exception as exc:  # said once, loudly; the appliance still serves and is READY
+                log.error(
+                    "a background service did not start (%s): %s",
+                    getattr(start, "__qualname__", start),
+                    getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
+                )
         if self.supervisor is None or self.supervisor.all_running():
             self.ready.set()
             self.notifier.ready(f"serving {len(self.endpoints)} engine(s)")
@@ -114,11 +122,18 @@ class Services:
             if breaker is not None:
                 breaker.reset()
 
-    async def stop(self) -> None:
-        self.notifier.stopping("stopping engines")
-        for stop in reversed(self.on_stop):
+    async def stop_background(self) -> None:
+        """Stop the background services (benchmarks first) while the listener and the engines
+        still serve: a benchmark cut short is stored `interrupted`, not `completed` with the
+        requests that the closing listener refused. Runs once; `stop()` calls it too."""
+        stops, self.on_stop = list(self.on_stop), []
+        for stop in reversed(stops):
             with contextlib.suppress(Exception):
                 await stop()
+
+    async def stop(self) -> None:
+        self.notifier.stopping("stopping engines")
+        await self.stop_background()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

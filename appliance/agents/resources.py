@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from appliance.config.schema import CrisisCategory, CrisisResource, SafetyConfig
-from appliance.errors import ConfigError
+from appliance.errors import BadRequest, ConfigError
 
 _ABUSE: tuple[CrisisCategory, ...] = ("abuse",)
 
@@ -125,6 +125,17 @@ class Resources:
             if known.lower() == wanted:
                 return known
         return self.default_locale
+
+    def require(self, requested: str | None) -> None:
+        """Refuse a locale without crisis resources (a 400 listing the known ones): answering with
+        another country's helplines would be worse than saying so."""
+        wanted = (requested or "").replace("_", "-").lower()
+        if requested and not any(known.lower() == wanted for known in self._by_locale):
+            raise BadRequest(
+                f"Unknown locale {requested!r}; known: {', '.join(sorted(self._by_locale))}.",
+                param="locale",
+                code="unknown_locale",
+            )
 
     def for_categories(
         self, locale: str, categories: tuple[CrisisCategory, ...] | list[CrisisCategory]

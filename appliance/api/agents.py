@@ -30,8 +30,10 @@ from appliance.agents.schemas import (
 _encode = msgspec.json.Encoder().encode
 
 
-def _orchestrator(request: Request[Any, Any, Any]) -> Orchestrator:
-    return request.app.state.services.agents
+def _orchestrator(request: Request[Any, Any, Any], locale: str | None = None) -> Orchestrator:
+    orchestrator: Orchestrator = request.app.state.services.agents
+    orchestrator.resources.require(locale)
+    return orchestrator
 
 
 class AgentsController(Controller):
@@ -55,7 +57,7 @@ class AgentsController(Controller):
     async def converse(
         self, request: Request[Any, Any, Any], data: ConverseRequest
     ) -> ConverseResponse:
-        return await _orchestrator(request).converse(data)
+        return await _orchestrator(request, data.locale).converse(data)
 
     @post(
         "/agents/guardrail/check",
@@ -70,7 +72,7 @@ class AgentsController(Controller):
     async def guardrail_check(
         self, request: Request[Any, Any, Any], data: GuardrailCheckRequest
     ) -> GuardrailCheckResponse:
-        return await _orchestrator(request).check(data)
+        return await _orchestrator(request, data.locale).check(data)
 
     @post(
         "/agents/genetic/analyze",
@@ -84,7 +86,7 @@ class AgentsController(Controller):
     async def genetic_analyze(
         self, request: Request[Any, Any, Any], data: AnalysisRequest
     ) -> GeneticAnalysisResponse:
-        return await _orchestrator(request).analyze_genetic(data)
+        return await _orchestrator(request, data.locale).analyze_genetic(data)
 
     @post(
         "/agents/wellness/analyze",
@@ -98,7 +100,7 @@ class AgentsController(Controller):
     async def wellness_analyze(
         self, request: Request[Any, Any, Any], data: AnalysisRequest
     ) -> WellnessAnalysisResponse:
-        return await _orchestrator(request).analyze_wellness(data)
+        return await _orchestrator(request, data.locale).analyze_wellness(data)
 
 
 # The crisis answer on /v1/chat/completions -------------------------------------------------------
@@ -114,9 +116,7 @@ def last_user_text(messages: list[Any]) -> str | None:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            return " ".join(
-                str(part.get("text", "")) for part in content if part.get("type") == "text"
-            )
+            return " ".join(part.text or "" for part in content if part.type == "text")
         return None
     return None
 

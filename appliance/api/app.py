@@ -13,11 +13,13 @@ from appliance import __version__
 from appliance.api.admin import AdminController
 from appliance.api.agents import AgentsController
 from appliance.api.auth import auth_middleware
+from appliance.api.bodies import ApplianceRequest
 from appliance.api.chat import chat_completions
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.health import HealthController
 from appliance.api.metrics import metrics
 from appliance.api.models import list_models
+from appliance.api.openapi import DescribedJson
 from appliance.config.schema import Config
 from appliance.services import Services
 
@@ -55,11 +57,15 @@ def create_app(
         lifespan=[lifespan],
         middleware=[auth_middleware(config)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
+        # Bodies decoded in one place: nesting cap, errors that say what and where.
+        request_class=ApplianceRequest,
         openapi_config=OpenAPIConfig(
             title="Kai LLM appliance",
             version=__version__,
             description="OpenAI-compatible API and agent routes for the Kai platform.",
             path="/schema",
+            # The document as the API answers (OpenAI errors, the chat passthrough): api/openapi.py
+            render_plugins=[DescribedJson()],
         ),
         debug=False,
         # JSON bodies (agent histories, benchmark parameters) stay well under this.

@@ -2,9 +2,10 @@
 
 Keys come from `[security].api_keys` and the variable named by `[security].api_keys_env`
 (comma-separated). A request carries one as `Authorization: Bearer KEY` (what OpenAI clients send)
-or `X-API-Key: KEY`; it is compared with every configured key in constant time. The health
-endpoints stay open. With no key configured every route is open, and `appliance serve` refuses to
-listen beyond loopback.
+or `X-API-Key: KEY`; it is compared with every configured key in constant time. Only the paths
+in `OPEN_PATHS` stay open: `/health` and the probes meant for load balancers; everything else,
+`/health/detailed` included (engine pids, errors, load), needs a key. With no key configured every
+route is open, and `appliance serve` refuses to listen beyond loopback.
 
 Rate limits are token buckets, one per key (or one shared by everybody when no key is configured):
 `rate_limit_rps` requests per second with bursts of `rate_limit_burst`; over it, 429 with
@@ -26,7 +27,10 @@ from appliance.api.errors import error_parts
 from appliance.config.schema import Config
 from appliance.errors import ApplianceError, RateLimited, Unauthorized
 
-OPEN_PATHS = ("/health", "/ui")  # /ui: the page shell only; its data is under /admin
+# Exact paths; a new route is closed unless it is added here on purpose. The operations
+# page's shell, its assets and whether it needs a key are open: its data is under /admin.
+OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/ui", "/ui/session"})
+OPEN_PREFIXES = ("/ui/static/",)
 _AUTHORIZATION = b"authorization"
 _X_API_KEY = b"x-api-key"
 _BEARER = b"bearer "
@@ -41,9 +45,9 @@ def api_keys(config: Config) -> tuple[str, ...]:
 
 
 def is_open(path: str) -> bool:
-    """Health endpoints answer without a key (load balancers and systemd probes have none), and
+    """Health probes answer without a key (load balancers and systemd probes have none), and
     so does the operations page's shell, which asks for a key before it reads any data."""
-    return any(path == p or path.startswith(p + "/") for p in OPEN_PATHS)
+    return (path.rstrip("/") or "/") in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 class TokenBucket:

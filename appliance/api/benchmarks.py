@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.config.app import AppConfig
-from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from appliance.bench.execute import RunParams
 from appliance.bench.report import MEDIA_TYPES
@@ -44,15 +44,19 @@ async def list_benchmarks(
     return {"object": "list", "data": [msgspec.to_builtins(r) for r in runs]}
 
 
+# Run ids are SQLite integers: a larger number is a 400, not an overflow inside the store.
+RunId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
+
+
 @get("/{run_id:int}")
-async def get_benchmark(request: Request[Any, Any, Any], run_id: FromPath[int]) -> dict[str, Any]:
+async def get_benchmark(request: Request[Any, Any, Any], run_id: RunId) -> dict[str, Any]:
     return await _service(request).get(run_id)
 
 
 @get("/{run_id:int}/report")
 async def benchmark_report(
     request: Request[Any, Any, Any],
-    run_id: Annotated[int, PathParameter()],
+    run_id: RunId,
     fmt: Annotated[str, QueryParameter(name="format")] = "json",
 ) -> Response[str]:
     if fmt not in MEDIA_TYPES:

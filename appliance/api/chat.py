@@ -25,6 +25,7 @@ from litestar.types import (
 
 from appliance.agents.prompts import system_prompt
 from appliance.api.agents import answer_crisis
+from appliance.api.bodies import decode
 from appliance.api.errors import error_body, error_parts
 from appliance.config.schema import AgentConfig
 from appliance.errors import ApplianceError, BadRequest
@@ -37,18 +38,50 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 _PRIORITY_HEADER = PRIORITY_HEADER.encode()
 
 
+class ContentPart(msgspec.Struct):
+    """One part of a message's content: text, or a kind the engine knows (image_url, ...)."""
+
+    type: str
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text part needs `text`")
+
+
 class Message(msgspec.Struct):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
+
+    def __post_init__(self) -> None:
+        # Only an assistant turn (one that called tools) may come without content.
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs `content`")
+
+
+Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
+Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
+TokenCount = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
 class ChatHead(msgspec.Struct):
-    """The fields the gateway needs; everything else passes through untouched."""
+    """The fields the gateway needs, and the sampling fields an engine would refuse out of range
+    (checked here, so the caller gets a 400 without an engine round trip); everything else passes
+    through untouched."""
 
     model: str
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     stream: bool = False
     response_format: dict[str, Any] | None = None
+    temperature: Temperature | None = None
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    stop: str | Annotated[list[str], msgspec.Meta(max_length=16)] | None = None
 
 
 _decode_head = msgspec.json.Decoder(ChatHead).decode
@@ -99,12 +132,7 @@ def _answers_in_text(exc: ApplianceError, head: ChatHead | None, route: Route | 
 
 
 def _parse(body: bytes) -> ChatHead:
-    try:
-        return _decode_head(body)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise BadRequest("The request body is not valid JSON.") from None
+    return cast("ChatHead", decode(body, decoder=_decode_head))
 
 
 def _body_builder(body: bytes, head: ChatHead, route: Route, agents: dict[str, AgentConfig]):
@@ -149,7 +177,11 @@ async def _relay(
     try:
         if not stream or response.status >= 400:
             data = await response.read()
-            tokens = completion_tokens(data)
+            if response.status >= 400:
+                data = engine_error_body(response.status, data)
+                headers[0] = (b"content-type", b"application/json")
+            else:
+                tokens = completion_tokens(data)
             headers.append((b"content-length", str(len(data)).encode()))
             await send(_start(response.status, headers))
             await send(_body(data))
@@ -200,6 +232,47 @@ def completion_tokens(data: bytes) -> int | None:
     """The usage's completion tokens in an engine's answer, found without decoding the body."""
     found = _TOKENS_VALUE.search(data)
     return int(found.group(1)) if found else None
+
+
+class _EngineError(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+
+
+class _EngineErrorBody(msgspec.Struct):
+    error: _EngineError | str | None = None
+    message: str | None = None
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+
+
+def engine_error_body(status: int, data: bytes) -> bytes:
+    """An engine's error answer in the OpenAI shape, whatever shape the engine used.
+
+    vLLM answers `{"object": "error", "message": ..., "code": 400}`, others plain text; a client
+    of the appliance always gets `{"error": {"message", "type", "param", "code"}}`.
+    """
+    try:
+        parsed = msgspec.json.decode(data, type=_EngineErrorBody)
+    except msgspec.MsgspecError:
+        parsed = _EngineErrorBody(message=data.decode(errors="replace").strip()[:500] or None)
+    inner = parsed.error if isinstance(parsed.error, _EngineError) else None
+    message = (inner.message if inner else None) or (
+        parsed.error if isinstance(parsed.error, str) else parsed.message
+    )
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    code = (inner.code if inner else None) or parsed.code
+    return error_body(
+        f"The engine refused the request: {message}"
+        if message
+        else f"The engine answered {status}.",
+        kind,
+        str(code) if code is not None else f"engine_http_{status}",
+        (inner.param if inner else None) or parsed.param,
+    )
 
 
 async def _client_gone(receive: Receive) -> None:

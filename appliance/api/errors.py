@@ -25,7 +25,7 @@ def error_parts(exc: ApplianceError) -> tuple[int, list[tuple[bytes, bytes]], by
     headers = [(b"content-type", b"application/json")]
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(math.ceil(exc.retry_after)).encode()))
-    return exc.status_code, headers, error_body(exc.message, exc.error_type, exc.code)
+    return exc.status_code, headers, error_body(exc.message, exc.error_type, exc.code, exc.param)
 
 
 def appliance_error_handler(_: Request, exc: ApplianceError) -> Response:
@@ -40,17 +40,39 @@ def appliance_error_handler(_: Request, exc: ApplianceError) -> Response:
     )
 
 
+def validation_error(exc: ValidationException) -> tuple[str, str | None]:
+    """Litestar's validation details as one message naming where, and the first field at fault."""
+    parts: list[str] = []
+    param: str | None = None
+    for entry in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        key, message = str(entry.get("key") or ""), str(entry.get("message") or "")
+        source = entry.get("source")
+        if key == "data" and message in ("'data'", "Object missing required field `data`"):
+            parts.append("the request body is empty: expected a JSON object")
+            continue
+        message = message[:1].lower() + message[1:]
+        if key and key != "data":
+            where = (
+                "query parameter"
+                if source == "query"
+                else "path parameter"
+                if source == "path"
+                else "field"
+            )
+            parts.append(f"{where} `{key}`: {message}")
+            param = param or key
+        else:
+            parts.append(f"body: {message}")
+    detail = "; ".join(parts) or exc.detail
+    return f"Invalid request: {detail}.", param
+
+
 def http_error_handler(_: Request, exc: HTTPException) -> Response:
     if isinstance(exc, ValidationException):
-        detail = (
-            "; ".join(
-                f"{e.get('key', 'body')}: {e.get('message', '')}"
-                for e in (exc.extra or [])
-                if isinstance(e, dict)
-            )
-            or exc.detail
-        )
-        body = error_body(f"Invalid request: {detail}", "invalid_request_error", "invalid_request")
+        message, param = validation_error(exc)
+        body = error_body(message, "invalid_request_error", "invalid_request", param)
     else:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
         body = error_body(exc.detail, kind, None)

@@ -35,8 +35,13 @@ async def list_models(request: Request) -> dict[str, Any]:
             "model": services.config.default_model,
         }
     )
+    listed = {entry["id"] for entry in data}
     for engine in services.config.engines:
         for name in engine.names:
+            # An external engine may serve a model named like an agent or `default`: one entry.
+            if name in listed:
+                continue
+            listed.add(name)
             data.append(
                 {
                     "id": name,

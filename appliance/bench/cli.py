@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -170,12 +173,24 @@ async def _run(args: argparse.Namespace, command: str) -> int:
         bench_run = BenchRun(
             store, config, targets, params, meta=run_meta(config), on_progress=bar.update
         )
-        run_id = await bench_run.create("manual")
-        print(f"benchmark run {run_id} started ({command})", file=sys.stderr)
-        try:
-            await bench_run.execute()
-        finally:
-            bar.close()
+        # Ctrl-C and SIGTERM stop the run through the loop (its wakeup fd: the loop sees the
+        # signal whichever thread the kernel gave it to), installed before the run exists, so
+        # a signal can never land between the row's insert and the handler.
+        received: list[int] = []
+        with _stop_on_signals(bench_run, received):
+            run_id = await bench_run.create("manual")
+            # The readiness line: from here a signal stops this run and stores it `interrupted`.
+            print(f"benchmark run {run_id} started ({command})", file=sys.stderr, flush=True)
+            try:
+                await bench_run.execute()
+            except asyncio.CancelledError:
+                if not received:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # the stop is handled: what follows (the report) may await
+            finally:
+                bar.close()
         run = await store.get_run(run_id)
         assert run is not None
         report = await build_report(
@@ -194,9 +209,34 @@ async def _run(args: argparse.Namespace, command: str) -> int:
             fmt = _format_of(args.report)
             await asyncio.to_thread(_write, args.report, render(report, fmt))
             print(f"\nreport written to {args.report}")
+        if received:
+            return 128 + received[0]
         return 0 if run.status == "completed" else 1
     finally:
         await store.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(bench_run: BenchRun, received: list[int]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        if received:  # a second signal: quit now; the next open marks the run interrupted
+            os._exit(128 + signum)
+        received.append(signum)
+        print("stopping the run (again to quit at once)", file=sys.stderr, flush=True)
+        bench_run.stop()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop, signum)
+            installed.append(signum)
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 def _write(path: str, text: str) -> None:

@@ -96,6 +96,25 @@ class BenchRun:
         self.run_id: int | None = None
         self.capacities: dict[str, Capacity] = {}
         self._next_phase = 0
+        self._stopping = False
+        self._task: asyncio.Task[Any] | None = None
+
+    def stop(self) -> None:
+        """Stop the run (a signal, a shutdown): no request after this one, stored `interrupted`.
+
+        Sets a flag the workers check before each request, and cancels the running task; the
+        flag holds even where a library swallows the cancellation, so the run never goes on, and
+        never ends as `completed` with the requests the stop made fail.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def objectives(self) -> dict[str, float]:
         return {a: c.expected.p95_s[1] for a, c in self.config.agents.items()}
@@ -128,12 +147,15 @@ class BenchRun:
         """Run every phase and finish the run row; cancellation marks it interrupted."""
         assert self.run_id is not None, "create() first"
         run_id = self.run_id
+        self._task = asyncio.current_task()
         buffer = SampleBuffer(self.store, run_id)
         client = self._client or StreamClient(
             timeout_s=self.config.bench.request_timeout_s, clock=self.clock
         )
         counts: Counter[str] = Counter()
         try:
+            if self._stopping:  # stopped between create() and here
+                raise asyncio.CancelledError
             async with buffer:
                 runner = Runner(
                     client,
@@ -144,6 +166,7 @@ class BenchRun:
                     on_sample=buffer.add,
                     on_progress=self.on_progress,
                     gate=self.gate,
+                    stopped=lambda: self._stopping,
                 )
                 await self._phases(runner, buffer, counts)
         except asyncio.CancelledError:
@@ -164,7 +187,14 @@ class BenchRun:
         finally:
             if self._client is None:
                 await _quietly(client.aclose())
-        if counts["requests"] and counts["failed"] == counts["requests"]:
+        if self._stopping:
+            await self.store.finish_run(
+                run_id,
+                "interrupted",
+                reason="stopped before it finished",
+                result=self._result(counts),
+            )
+        elif counts["requests"] and counts["failed"] == counts["requests"]:
             common = counts.most_common()
             error = next((k[4:] for k, _ in common if k.startswith("err:")), "error")
             await self.store.finish_run(
@@ -180,6 +210,8 @@ class BenchRun:
         scopes = [*self.params.agents, *([MIX] if self.mix else [])]
         objectives = self.objectives()
         for scope in scopes:
+            if self._stopping:
+                return
             if self.params.kind != "sweep":
                 await self._phase(runner, buffer, counts, self._fixed_phase(scope))
                 continue

@@ -55,6 +55,7 @@ class Runner:
         on_sample: SampleFn | None = None,
         on_progress: ProgressFn | None = None,
         gate: GateFn | None = None,
+        stopped: Callable[[], bool] | None = None,
     ) -> None:
         self.client = client
         self.targets = dict(targets)
@@ -64,6 +65,7 @@ class Runner:
         self._on_sample = on_sample
         self._on_progress = on_progress
         self._gate = gate
+        self._stopped = stopped or (lambda: False)
         self.t0 = clock()
         self._seq = 0
         self._offsets: dict[str, int] = {}
@@ -103,6 +105,16 @@ class Runner:
             duration_s=(end - start) / scale,
         )
 
+    def _stopping(self) -> bool:
+        """Asked to stop, or this task was cancelled: no further request.
+
+        Checked before every request because a cancellation can be lost on its way through the
+        HTTP stack (a connection closed while the cancellation lands turns it into a transport
+        error, which is a sample); a worker that went on would send the rest of the phase.
+        """
+        task = asyncio.current_task()
+        return self._stopped() or (task is not None and task.cancelling() > 0)
+
     async def _send(self, phase: Phase, req: BenchRequest, state: _PhaseState) -> None:
         if self._gate is not None:
             await self._gate()
@@ -122,6 +134,8 @@ class Runner:
 
         async def worker() -> None:
             for req in queue:
+                if self._stopping():
+                    return
                 await self._send(phase, req, state)
 
         workers = max(1, min(phase.concurrency or 1, len(requests)))
@@ -142,6 +156,8 @@ class Runner:
                 wait = begin + offset * scale - self._clock()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                if self._stopping():
+                    return
                 group.create_task(self._send(phase, req, state))
 
 

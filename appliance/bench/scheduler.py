@@ -14,6 +14,7 @@ from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from appliance.errors import ConfigError
@@ -54,14 +55,26 @@ def _day(token: str) -> int:
     raise ValueError(f"bad weekday {token!r}")
 
 
-def crontab_trigger(expr: str, *, source: str = "models.toml", key: str = "bench") -> CronTrigger:
-    """A trigger from a 5-field crontab expression, or a `ConfigError` naming the key."""
+def crontab_trigger(expr: str, *, source: str = "models.toml", key: str = "bench") -> BaseTrigger:
+    """A trigger from a 5-field crontab expression, or a `ConfigError` naming the key.
+
+    Cron fires when day-of-month OR day-of-week matches if both are restricted (neither starts
+    with `*`); APScheduler's `from_crontab` ANDs them, so that case becomes two triggers ORed.
+    """
     fields = expr.split()
     try:
         if len(fields) != 5:
             raise ValueError(f"{len(fields)} fields")
-        fields[4] = crontab_weekdays(fields[4])
-        return CronTrigger.from_crontab(" ".join(fields))
+        minute, hour, day, month, raw_weekday = fields
+        weekday = crontab_weekdays(raw_weekday)
+        if day.startswith("*") or raw_weekday.startswith("*"):
+            return CronTrigger.from_crontab(" ".join((minute, hour, day, month, weekday)))
+        return OrTrigger(
+            [
+                CronTrigger.from_crontab(" ".join((minute, hour, day, month, "*"))),
+                CronTrigger.from_crontab(" ".join((minute, hour, "*", month, weekday))),
+            ]
+        )
     except ValueError as exc:
         raise ConfigError(
             source,

@@ -48,6 +48,14 @@ class BenchmarkNotFound(NotFound):
     code = "benchmark_not_found"
 
 
+class BenchmarksStopped(ApplianceError):
+    """The store is closed (before start, after stop): 503, try again."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "benchmarks_unavailable"
+
+
 class TrafficTooHigh(Exception):
     """Live traffic stayed above the threshold for longer than a run may wait."""
 
@@ -80,6 +88,7 @@ class BenchService:
         self._store: BenchStore | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._bench_run: BenchRun | None = None
         self._current: int | None = None
         self._meta = run_meta(config)
 
@@ -91,6 +100,9 @@ class BenchService:
         stale = await self._store.mark_stale_interrupted()
         if stale:
             log.warning("benchmark run(s) %s were interrupted by a stop; marked so", stale)
+        cut = await self._store.mark_cut_short()
+        if cut:
+            log.warning("benchmark run(s) %s were cut short by a stop; marked interrupted", cut)
         if self.config.bench.enabled if schedule is None else schedule:
             bench, source = self.config.bench, self.config.source
             self.scheduler.add(
@@ -107,6 +119,8 @@ class BenchService:
         self.scheduler.stop()
         task = self._task
         if task is not None and not task.done():
+            if self._bench_run is not None:
+                self._bench_run.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -124,7 +138,9 @@ class BenchService:
     @property
     def store(self) -> BenchStore:
         if self._store is None:
-            raise ApplianceError("the benchmark store is not open")
+            raise BenchmarksStopped(
+                "Benchmarks are not running: the appliance is starting or stopping.", retry_after=5
+            )
         return self._store
 
     @property
@@ -154,6 +170,7 @@ class BenchService:
             )
             run_id = await bench_run.create(trigger)
             self._current = run_id
+            self._bench_run = bench_run
             self._task = asyncio.create_task(self._execute(bench_run), name=f"bench-run-{run_id}")
         log.info("benchmark run %d started (%s, %s)", run_id, resolved.kind, trigger)
         return run_id

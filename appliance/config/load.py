@@ -6,6 +6,7 @@ the CLI can print one line and exit 2 instead of a traceback.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -98,6 +99,7 @@ def _read(file: str) -> RawConfig:
         raise ConfigError(file, "-", "UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "-", "valid TOML", got=str(exc)) from None
+    _check_finite(file, data)
     _validate_entries(file, data)
     return _convert(file, data, RawConfig, "")
 
@@ -278,17 +280,45 @@ def _check_engines(file: str, profile: str, engines: tuple[EngineConfig, ...]) -
             ports.add(engine.port)
 
 
+def _env_number(env: Mapping[str, str], var: str, kind: type) -> Any:
+    """`var` as an int or a finite float; `inf` and `nan` are not durations or counts."""
+    value = env[var]
+    noun = "an integer" if kind is int else "a finite number"
+    try:
+        number = kind(value.strip())
+    except ValueError:
+        raise ConfigError(var, var, noun, got=repr(value)) from None
+    if not math.isfinite(number):
+        raise ConfigError(var, var, noun, got=repr(value))
+    return number
+
+
+def env_timeout(env: Mapping[str, str], default: float) -> float:
+    """`LLM_TIMEOUT` checked as the configuration checks it, for commands without a config."""
+    if not env.get("LLM_TIMEOUT", "").strip():
+        return default
+    return _llm_from_env(LLMSettings(timeout=default), env).timeout
+
+
+def _check_finite(file: str, data: object, key: str = "") -> None:
+    """TOML allows `inf` and `nan`; no setting means anything with them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(file, key or "-", "a finite number", got=repr(data))
+    if isinstance(data, dict):
+        for name, value in data.items():
+            _check_finite(file, value, f"{key}.{name}" if key else str(name))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _check_finite(file, value, f"{key}[{i}]")
+
+
 def _llm_from_env(llm: LLMSettings, env: Mapping[str, str]) -> LLMSettings:
     changes: dict[str, object] = {}
     for var, (field, kind) in _LLM_VARS.items():
         value = env.get(var)
         if value is None or value.strip() == "":
             continue
-        try:
-            changes[field] = kind(value.strip())
-        except ValueError:
-            noun = "an integer" if kind is int else "a number"
-            raise ConfigError(var, var, noun, got=repr(value)) from None
+        changes[field] = _env_number(env, var, kind)
     if not changes:
         return llm
     try:

@@ -95,6 +95,10 @@ class Gateway:
         }
         self.admission: Admission = NullAdmission()
         self.recorder: Recorder = NullRecorder()
+        # Why an engine is known to be down (its health probe was refused), or None; set by the
+        # services from the liveness prober. A known-down engine is skipped at once, so a request
+        # goes to the next step of the chain instead of waiting in admission for a dead engine.
+        self.known_down: Callable[[str], str | None] = lambda _engine: None
         self._routes: dict[str, Route] = self._build_routes()
 
     def _build_routes(self) -> dict[str, Route]:
@@ -178,6 +182,10 @@ class Gateway:
             engine = client.engine_id
             breaker = self.breakers[engine]
             last = position == len(route.targets) - 1
+            down = self.known_down(engine)
+            if down is not None:
+                skipped.append(f"{model}: {down}")
+                continue
             decision = self.admission.assess(engine, priority, has_fallback=not last)
             if decision.reroute:
                 skipped.append(f"{model}: {decision.reason}")

@@ -22,6 +22,9 @@ class Liveness:
 
 
 UNKNOWN = Liveness(ok=False, latency_ms=None, checked_at=0.0, error="not checked yet")
+# Probe failures that say "down" for certain: nothing listens. A slow answer (a timeout on a
+# loaded engine) does not count: that engine may well be serving.
+_DOWN_ERRORS = frozenset({"ConnectError"})
 
 
 class LivenessProber:
@@ -48,6 +51,13 @@ class LivenessProber:
         )
         self.results[engine_id] = result
         return result
+
+    def known_down(self, engine_id: str) -> str | None:
+        """Why the engine is down, when its last probe was refused; else None."""
+        result = self.results.get(engine_id)
+        if result is None or result.checked_at == 0.0 or result.error not in _DOWN_ERRORS:
+            return None
+        return f"engine down (health probe: {result.error})"
 
     async def probe_all(self) -> None:
         await asyncio.gather(*(self.probe(engine) for engine in self._clients))

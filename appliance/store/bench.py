@@ -101,6 +101,16 @@ _SAMPLES_OF_RUN = _SELECT_SAMPLES + "ORDER BY seq"
 _SAMPLES_OF_PHASE = _SELECT_SAMPLES + "AND phase = ? ORDER BY seq"
 
 
+SQLITE_MAX_INT = 2**63 - 1
+_INSERT_SAMPLES = (
+    "INSERT OR REPLACE INTO samples (run_id, seq, phase, agent, model, start_s, ttft_s, e2el_s, "
+    "itl_s, prompt_tokens, completion_tokens, ok, error, fallback) VALUES "
+)
+_SAMPLE_PLACEHOLDERS = "(" + ", ".join(["?"] * 14) + ")"
+# 14 values a row: 64 rows stay under SQLite's oldest limit of 999 bound values per statement.
+_SAMPLE_ROWS_PER_INSERT = 64
+
+
 class BenchStore:
     """Reads and writes benchmark runs; one instance per process, over one connection."""
 
@@ -180,6 +190,38 @@ class BenchStore:
             )
         return stale
 
+    async def mark_cut_short(self) -> list[int]:
+        """Runs stored `completed` although a stop cut them short become `interrupted`.
+
+        An appliance before this one closed its listener under a running benchmark and stored the
+        run as completed, its last requests failed. The sign: from the first failed request on
+        (by order sent) none succeeded, and some could not connect at all. Such a run's figures
+        measure the shutdown, so it leaves the trend like any interrupted run.
+        """
+        async with self._conn.execute(
+            "SELECT id FROM runs WHERE status = 'completed' AND result IS NOT NULL "
+            "AND json_extract(result, '$.failed') > 0"
+        ) as cur:
+            candidates = [int(r[0]) for r in await cur.fetchall()]
+        cut: list[int] = []
+        for run_id in candidates:
+            async with self._conn.execute(
+                "SELECT ok, error FROM samples WHERE run_id = ? ORDER BY seq", (run_id,)
+            ) as cur:
+                rows = list(await cur.fetchall())
+            first = next((i for i, row in enumerate(rows) if not row[0]), None)
+            if first is None or first == 0:
+                continue  # no failure stored, or nothing ever worked: not a run cut short
+            tail = rows[first:]
+            if all(not ok for ok, _ in tail) and any(err == "connect_error" for _, err in tail):
+                cut.append(run_id)
+        for run_id in cut:  # finished_at stays: when it was cut short
+            await self._conn.execute(
+                "UPDATE runs SET status = 'interrupted', reason = ? WHERE id = ?",
+                ("cut short by a stop: its last requests could not connect", run_id),
+            )
+        return cut
+
     async def active_runs(self) -> list[RunRow]:
         """Runs `running` in some live process (this one included)."""
         async with self._conn.execute(_RUNS_RUNNING) as cur:
@@ -187,6 +229,8 @@ class BenchStore:
         return [_run(r) for r in rows if _owner_alive(r[13], r[14], r[15])]
 
     async def get_run(self, run_id: int) -> RunRow | None:
+        if not 0 < run_id <= SQLITE_MAX_INT:
+            return None  # no such row, and SQLite could not even take the number
         async with self._conn.execute(_RUN_BY_ID, (run_id,)) as cur:
             row = await cur.fetchone()
         return _run(row) if row else None
@@ -242,7 +286,7 @@ class BenchStore:
             ]
 
     async def add_samples(self, run_id: int, samples: Sequence[Sample]) -> None:
-        """One transaction per batch."""
+        """Samples in multi-row inserts."""
         if not samples:
             return
         rows = [
@@ -264,18 +308,15 @@ class BenchStore:
             )
             for s in samples
         ]
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            await self._conn.executemany(
-                "INSERT OR REPLACE INTO samples (run_id, seq, phase, agent, model, start_s, "
-                "ttft_s, e2el_s, itl_s, prompt_tokens, completion_tokens, ok, error, fallback) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+        # One statement per chunk, each atomic on its own: no BEGIN ... COMMIT spanning awaits,
+        # which a cancellation (a stop mid-flush) would leave open on the connection, failing
+        # every later write of this process.
+        for start in range(0, len(rows), _SAMPLE_ROWS_PER_INSERT):
+            chunk = rows[start : start + _SAMPLE_ROWS_PER_INSERT]
+            await self._conn.execute(
+                _INSERT_SAMPLES + ", ".join([_SAMPLE_PLACEHOLDERS] * len(chunk)),
+                [value for row in chunk for value in row],
             )
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
-        await self._conn.execute("COMMIT")
 
     async def samples(self, run_id: int, phase: int | None = None) -> list[Sample]:
         query, args = (

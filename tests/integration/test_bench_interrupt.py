@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,13 +111,33 @@ def test_a_killed_run_is_interrupted_at_the_next_open(sim: SimEngine, tmp_path: 
     assert "Run interrupted" in report and "| guardrail |" in report
 
 
-def test_ctrl_c_marks_the_run_interrupted_itself(sim: SimEngine, tmp_path: Path) -> None:
+def wait_for_started(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> bytes:
+    """The CLI's readiness line on stderr: printed once its signal handlers are in place."""
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+        if b"benchmark run 1 started" in line:
+            return seen
+    raise AssertionError(f"no readiness line from the CLI: {seen.decode(errors='replace')}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_marks_the_run_interrupted_itself(
+    sim: SimEngine, tmp_path: Path, sig: signal.Signals
+) -> None:
     db = tmp_path / "bench.sqlite3"
     proc = start_cli(sim, db)
+    head = wait_for_started(proc)
     wait_for(lambda: stored_samples(db) >= 4, timeout=60)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err.decode(errors="replace")
+    proc.send_signal(sig)
+    _, rest = proc.communicate(timeout=60)
+    err = head + rest
+    assert proc.returncode == 128 + sig, err.decode(errors="replace")
     assert b"Traceback" not in err
     with sqlite3.connect(db) as conn:
         status, reason = conn.execute("SELECT status, reason FROM runs WHERE id = 1").fetchone()

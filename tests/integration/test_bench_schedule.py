@@ -69,6 +69,8 @@ async def test_a_scheduled_probe_fires_and_is_stored(sim: SimEngine, tmp_path: P
         assert all(s["completed"] == svc.config.bench.probe_requests for s in run["summaries"])
         samples = await svc.store.samples(run_id)
         assert len(samples) == 4 * svc.config.bench.probe_requests
+        # The reports are written after the run row is finished: wait for the run's task.
+        await svc.wait()
         html = svc.reports_dir() / f"run-{run_id:05d}-probe.html"
         assert (await asyncio.to_thread(html.read_text)).startswith("<!DOCTYPE html>")
     finally:

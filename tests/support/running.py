@@ -71,12 +71,23 @@ def sim_config(
 class Appliance:
     """`appliance serve` as a child process; its stderr goes to a file the tests can read."""
 
-    def __init__(self, config: Path, port: int, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        *,
+        env: dict[str, str] | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.config = config
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = config.parent / "appliance.log"
         self._env = {**os.environ, **(env or {})}
+        keys = [k for k in self._env.get("APPLIANCE_API_KEYS", "").split(",") if k.strip()]
+        key = api_key or (keys[0].strip() if keys else None)
+        # Sent unless a call passes its own headers (auth tests pass none on purpose).
+        self.headers = {"authorization": f"Bearer {key}"} if key else {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True, timeout: float = 30.0) -> Appliance:
@@ -116,9 +127,11 @@ class Appliance:
         raise TimeoutError(f"appliance not ready after {timeout} s:\n{self.log()}")
 
     def get(self, path: str, **kwargs: Any) -> httpx2.Response:
+        kwargs.setdefault("headers", self.headers)
         return httpx2.get(self.base_url + path, timeout=10, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> httpx2.Response:
+        kwargs.setdefault("headers", self.headers)
         return httpx2.post(self.base_url + path, timeout=30, **kwargs)
 
     def engines(self) -> dict[str, dict[str, Any]]:

@@ -190,3 +190,19 @@ async def test_watchdog_loop_pings_from_the_event_loop(path_receiver: Receiver) 
     path_receiver.pending()
     await asyncio.sleep(0.3)
     assert path_receiver.pending() == []
+
+
+def test_a_manager_that_stops_reading_never_blocks_the_caller(path_receiver: Receiver) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": path_receiver.env_value})
+    # Fill the receiver's queue: nobody reads it, as with a stuck service manager.
+    sent = 0
+    while notifier.status(f"filling {sent}"):
+        sent += 1
+        assert sent < 100_000
+    started = time.monotonic()
+    results = [notifier.watchdog() for _ in range(5)]
+    elapsed = time.monotonic() - started
+    assert results == [False] * 5
+    # A blocking send would wait for its timeout on each call; a non-blocking one returns at once.
+    assert elapsed < 1.0
+    notifier.close()

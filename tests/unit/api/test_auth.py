@@ -79,10 +79,13 @@ def test_without_keys_callers_share_one_bucket() -> None:
     assert isinstance(guard.refuse(bearer("whatever")), RateLimited)
 
 
-def test_health_paths_are_open() -> None:
-    assert is_open("/health") and is_open("/health/detailed")
+def test_only_the_probes_are_open() -> None:
+    assert is_open("/health") and is_open("/health/") and is_open("/health/ready")
+    assert not is_open("/health/detailed") and not is_open("/health/anything")
     assert not is_open("/healthz") and not is_open("/v1/chat/completions")
     assert not is_open("/metrics") and not is_open("/admin/breakers")
+    assert is_open("/ui") and is_open("/ui/static/app.js") and is_open("/ui/session")
+    assert not is_open("/admin/overview") and not is_open("/ui/anything") and not is_open("/uix")
 
 
 class Downstream:

@@ -116,3 +116,50 @@ def test_params_are_checked() -> None:
         msgspec.convert({"kind": "sweep", "mode": "rate", "rate": 2}, RunParams)
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"concurrency": 0}, RunParams)
+
+
+class SwallowingClient(FakeClient):
+    """Turns a cancellation into a failed sample, as an HTTP stack can when the cancellation lands
+    while it closes a connection."""
+
+    async def send(self, target, req, *, phase, seq, t0):  # type: ignore[no-untyped-def]
+        try:
+            return await super().send(target, req, phase=phase, seq=seq, t0=t0)
+        except asyncio.CancelledError:
+            self.error = "read_error"
+            sample = await super().send(target, req, phase=phase, seq=seq, t0=t0)
+            self.error = None
+            return sample
+
+
+async def test_a_stop_holds_even_where_the_cancellation_is_swallowed(
+    store: BenchStore, config: Config
+) -> None:
+    client = SwallowingClient(pause_s=0.01)
+    params = RunParams(agents=("kai",), mix=False, requests=10_000, concurrency=2)
+    run = bench_run(store, config, params, client)
+    run_id = await run.create("manual")
+    task = asyncio.create_task(run.execute())
+    while len(client.sent) < 20:
+        await asyncio.sleep(0.01)
+    run.stop()
+    # Without the stop flag the workers would go on through all 10,000 requests.
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=30)
+    assert len(client.sent) < 100
+    row = await store.get_run(run_id)
+    assert row is not None and row.status == "interrupted"
+    assert row.reason == "stopped before it finished"
+
+
+async def test_a_run_stopped_before_it_starts_is_interrupted(
+    store: BenchStore, config: Config
+) -> None:
+    client = FakeClient()
+    run = bench_run(store, config, RunParams(agents=("kai",), mix=False, requests=5), client)
+    run_id = await run.create("manual")
+    run.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await run.execute()
+    row = await store.get_run(run_id)
+    assert row is not None and row.status == "interrupted"
+    assert client.sent == []

@@ -35,6 +35,31 @@ def test_weekday_numbers_reach_apscheduler_as_names() -> None:
     assert fire is not None and (fire.day, fire.hour, fire.minute) == (2, 2, 30)
 
 
+def _fires(expr: str, start: datetime, count: int) -> list[tuple[int, int]]:
+    trigger = crontab_trigger(expr)
+    out: list[tuple[int, int]] = []
+    previous = None
+    now = start
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, now)
+        assert fire is not None
+        out.append((fire.month, fire.day))
+        previous, now = fire, fire + timedelta(minutes=1)
+    return out
+
+
+def test_day_of_month_or_day_of_week_when_both_are_restricted() -> None:
+    # Cron's rule: the 1st of the month OR any Monday. June 2024: Mondays 3, 10, 17, 24; July 1st.
+    start = datetime(2024, 6, 1, 0, 30).astimezone()
+    assert _fires("0 3 1 * 1", start, 6) == [(6, 1), (6, 3), (6, 10), (6, 17), (6, 24), (7, 1)]
+
+
+def test_a_star_day_field_keeps_the_other_one_alone() -> None:
+    start = datetime(2024, 6, 1, 0, 30).astimezone()
+    assert _fires("0 3 * * 1", start, 2) == [(6, 3), (6, 10)]
+    assert _fires("0 3 15 * *", start, 2) == [(6, 15), (7, 15)]
+
+
 @pytest.mark.parametrize("expr", ["0 3 * *", "61 3 * * *", "0 3 * * 9", "0 3 * * 5-1"])
 def test_bad_crontab_expressions_are_config_errors_naming_the_key(expr: str) -> None:
     with pytest.raises(ConfigError, match=r"bench\.nightly_cron: expected a crontab"):

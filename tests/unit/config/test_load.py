@@ -102,7 +102,7 @@ def test_agent_model_variable_picks_another_served_model() -> None:
     [
         (
             {"LLM_TIMEOUT": "soon"},
-            "environment variable LLM_TIMEOUT: expected a number, got 'soon'",
+            "environment variable LLM_TIMEOUT: expected a finite number, got 'soon'",
         ),
         ({"LLM_MAX_RETRIES": "2.5"}, "environment variable LLM_MAX_RETRIES: expected an integer"),
         ({"LLM_TIMEOUT": "-3"}, "environment variable LLM_TIMEOUT: expected float > 0"),

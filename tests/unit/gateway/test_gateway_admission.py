@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -101,4 +102,29 @@ async def test_saturated_primary_reroutes_and_the_last_model_is_never_rerouted()
     assert "llama-3.1-70b-instruct: engine saturated" in caught.value.message
     # The fallback is saturated too, but it is the last model: Kai queues (then is served) there.
     assert admission.gates["llama-8b"].admitted[Priority.INTERACTIVE] == 1
+    await gw.aclose()
+
+
+async def test_an_engine_known_down_is_skipped_without_waiting_or_retrying() -> None:
+    from appliance.gateway.liveness import LivenessProber
+
+    loaded = load_config(SHIPPED, env={})
+    # Retries with long backoff: only skipping the dead engines makes this fast.
+    cfg = msgspec.structs.replace(
+        loaded, llm=msgspec.structs.replace(loaded.llm, max_retries=5, retry_delay=30.0)
+    )
+    gw = gateway(cfg, [0.0])
+    admission = AdmissionController(cfg, gw.breakers, list(gw.clients))
+    gw.admission = admission
+    prober = LivenessProber(gw.clients)
+    gw.known_down = prober.known_down
+    assert prober.known_down("llama-8b") is None  # not probed yet: not known down
+    await prober.probe_all()
+    with pytest.raises(EngineUnavailable) as caught:
+        await asyncio.wait_for(
+            gw.dispatch(gw.route("guardrail"), body, priority=Priority.GUARDRAIL), timeout=10
+        )
+    assert "llama-3.1-8b-instruct: engine down (health probe: ConnectError)" in caught.value.message
+    assert "qwen-2.5-32b-instruct: engine down" in caught.value.message
+    assert all(sum(g.admitted) == 0 for g in admission.gates.values())
     await gw.aclose()

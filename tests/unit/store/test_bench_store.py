@@ -120,3 +120,84 @@ async def test_list_and_comparable_history(tmp_path: Path) -> None:
         assert history[0].p95_e2el_ms == 1000.0
     finally:
         await store.close()
+
+
+async def test_interrupted_runs_are_not_in_the_trend(tmp_path: Path) -> None:
+    store = await BenchStore.open(tmp_path / "b.sqlite3")
+    try:
+        ids = []
+        for status, e2el in (("completed", 1.0), ("interrupted", 9.0), ("completed", 1.1)):
+            run_id = await store.create_run("probe", "schedule", {}, META)
+            await store.add_summaries(run_id, [result(0, e2el)])
+            await store.finish_run(run_id, status)
+            ids.append(run_id)
+        latest = (await store.summaries(ids[2]))[0]
+        history = await store.comparable(latest, profile="sim", before_run=ids[2])
+        assert [p.run_id for p in history] == [ids[0]]
+    finally:
+        await store.close()
+
+
+async def test_ids_beyond_sqlite_integers_are_no_run(tmp_path: Path) -> None:
+    store = await BenchStore.open(tmp_path / "b.sqlite3")
+    try:
+        assert await store.get_run(99999999999999999999) is None
+        assert await store.get_run(-1) is None
+    finally:
+        await store.close()
+
+
+async def test_many_samples_are_written_in_chunks(tmp_path: Path) -> None:
+    store = await BenchStore.open(tmp_path / "b.sqlite3")
+    try:
+        run_id = await store.create_run("run", "manual", {}, META)
+        await store.add_samples(run_id, samples(0, 300))
+        assert len(await store.samples(run_id)) == 300
+    finally:
+        await store.close()
+
+
+def with_errors(flags: list[str | None]) -> list[Sample]:
+    """Samples in order sent; None = ok, else the error."""
+    out = []
+    for i, (sample, error) in enumerate(zip(samples(0, len(flags)), flags, strict=True)):
+        out.append(
+            Sample(
+                **{
+                    **{f: getattr(sample, f) for f in sample.__struct_fields__},
+                    "seq": i,
+                    "ok": error is None,
+                    "error": error,
+                }
+            )
+        )
+    return out
+
+
+async def test_a_completed_run_cut_short_by_a_stop_is_interrupted_at_start(tmp_path: Path) -> None:
+    store = await BenchStore.open(tmp_path / "b.sqlite3")
+    try:
+        shapes = {
+            "cut short": [None] * 5 + ["read_error", "connect_error", "connect_error"],
+            "outage in the middle": [None, "connect_error", None, None],
+            "nothing worked": ["connect_error"] * 3,
+            "errors at the end, none refused": [None, None, "http_500", "http_500"],
+        }
+        ids = {}
+        for name, flags in shapes.items():
+            run_id = await store.create_run("run", "api", {}, META)
+            await store.add_samples(run_id, with_errors(flags))
+            failed = sum(1 for f in flags if f)
+            await store.finish_run(
+                run_id, "completed", result={"requests": len(flags), "failed": failed}
+            )
+            ids[name] = run_id
+        assert await store.mark_cut_short() == [ids["cut short"]]
+        row = await store.get_run(ids["cut short"])
+        assert row is not None and row.status == "interrupted"
+        for name in ("outage in the middle", "nothing worked", "errors at the end, none refused"):
+            other = await store.get_run(ids[name])
+            assert other is not None and other.status == "completed", name
+        assert await store.mark_cut_short() == []
+    finally:
+        await store.close()
