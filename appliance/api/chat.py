@@ -29,11 +29,13 @@ from appliance.config.schema import AgentConfig
 from appliance.errors import ApplianceError, BadRequest
 from appliance.gateway.gateway import Dispatch, Route
 from appliance.gateway.priority import PRIORITY_HEADER, Priority
+from appliance.gateway.replicas import CONVERSATION_HEADER, conversation_key
 
 log = logging.getLogger("appliance.api.chat")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _PRIORITY_HEADER = PRIORITY_HEADER.encode()
+_CONVERSATION_HEADER = CONVERSATION_HEADER.encode()
 
 
 class Message(msgspec.Struct):
@@ -48,6 +50,8 @@ class ChatHead(msgspec.Struct):
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     stream: bool = False
     response_format: dict[str, Any] | None = None
+    # OpenAI's end-user id: keeps the user's conversation on one replica (prefix cache).
+    user: str | None = None
 
 
 _decode_head = msgspec.json.Decoder(ChatHead).decode
@@ -72,6 +76,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
             return  # a crisis: the crisis protocol answers, whatever the engines are doing
         priority = Priority.parse(_header(scope, _PRIORITY_HEADER), Priority.for_agent(route.agent))
         builder = _body_builder(body, head, route, services.config.agents)
+        conversation_key.set(_header(scope, _CONVERSATION_HEADER) or head.user)
         dispatch = await services.gateway.dispatch(route, builder, priority=priority)
     except ApplianceError as exc:
         if _answers_in_text(exc, head, route) and await answer_crisis(
