@@ -33,23 +33,22 @@ ANSIBLE_DIR = ROOT / "ansible"
 API_KEY = "cluster-test-key"
 SUBNET = "10.231"
 
-# One simulated engine answers for every model the shipped agents name; the profile is appended
-# to a copy of the shipped models.toml.
+# One simulated 8B engine serves every agent (the Guardrail's model, so the Guardrail's sweep meets
+# its own latency); the profile is appended to a copy of the shipped models.toml.
 PROFILE = """
 [profiles.cluster]
 description = "One simulated engine per host serving every agent's model (scale-out tests)"
 gpus = "none"
-default_model = "llama-3.1-70b-instruct"
-agents.kai = {{ model = "llama-3.1-70b-instruct" }}
-agents.guardrail = {{ model = "llama-3.1-70b-instruct" }}
-agents.genetic = {{ model = "llama-3.1-70b-instruct" }}
-agents.wellness = {{ model = "llama-3.1-70b-instruct" }}
+default_model = "llama-3.1-8b-instruct"
+agents.kai = {{ model = "llama-3.1-8b-instruct" }}
+agents.guardrail = {{ model = "llama-3.1-8b-instruct" }}
+agents.genetic = {{ model = "llama-3.1-8b-instruct" }}
+agents.wellness = {{ model = "llama-3.1-8b-instruct" }}
 
 [[profiles.cluster.engines]]
 id = "sim"
 kind = "sim"
-model = "llama-3.1-70b-instruct"
-aliases = ["llama-3.1-8b-instruct", "qwen-2.5-32b-instruct"]
+model = "llama-3.1-8b-instruct"
 port = {engine_port}
 max_model_len = 8192
 max_num_seqs = {max_num_seqs}
