@@ -11,13 +11,14 @@ On a small machine the hosts compete for the same CPU cores. The simulator's tim
 large enough (default 0.5: answers take half the guide's real time) that the engines' slots, not
 the CPU, bound the rate; the script prints the CPU time the hosts used so a reader can check.
 
-    python benchmarks/scale_out.py                 # guardrail, 11 slots per host, 1-3 hosts
-    python benchmarks/scale_out.py --slots 6 --time-scale 1.0
+    python benchmarks/scale_out.py                 # guardrail, 14 slots per host, 1-3 hosts
+    python benchmarks/scale_out.py --slots 8 --per-host 4 --time-scale 1.0
 
 A sweep doubles concurrency (1, 2, 4, 8, ...), so its capacity is resolved to powers of two: with
-8 slots per host for benchmark requests, 3 hosts (24) are judged at 16 and 32, and the sweep's
-figure for 3 hosts is the rate at 16. So the script also runs one level at exactly hosts x slots
-(`appliance bench run --concurrency N`) and prints its rate and its P95 against the objective.
+10 slots per host for benchmark requests (the Guardrail keeps the rest), 3 hosts are judged at 16
+and 32 and the sweep's figure for 3 hosts is the rate at 16. So the script also runs one level at
+`--per-host` requests in flight per host (`appliance bench run --concurrency hosts x per-host`)
+and prints its rate and its P95 against the objective: the same load per host, more hosts.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def bench(cluster: Cluster, agent: str, out: Path, command: str, *options: str) 
         "--config",
         str(config),
         "--db",
-        str(out / "bench.sqlite3"),
+        str(out / f"{command}.sqlite3"),
         "--base-url",
         cluster.url + "/v1",
         "--api-key",
@@ -86,6 +87,10 @@ def bench(cluster: Cluster, agent: str, out: Path, command: str, *options: str) 
     result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     if not report.exists():
         raise RuntimeError(f"the {command} wrote no report:\n{result.stdout}\n{result.stderr}")
+    if result.returncode != 0:
+        print(
+            f"bench {command}: exit {result.returncode}\n{result.stdout[-1500:]}", file=sys.stderr
+        )
     return json.loads(report.read_text())
 
 
@@ -93,7 +98,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agent", default="guardrail")
     parser.add_argument("--hosts", default="1,2,3", help="host counts to sweep")
-    parser.add_argument("--slots", type=int, default=11, help="max_num_seqs of each host's engine")
+    parser.add_argument("--slots", type=int, default=14, help="max_num_seqs of each host's engine")
+    parser.add_argument(
+        "--per-host",
+        type=int,
+        default=8,
+        help="requests in flight per host for the fixed level (default 8, a power of two)",
+    )
     parser.add_argument("--time-scale", type=float, default=0.5)
     parser.add_argument("--max-concurrency", type=int, default=32)
     parser.add_argument("--netns", action="store_true", help="hosts in network namespaces (root)")
@@ -101,7 +112,9 @@ def main() -> int:
 
     # Slots a benchmark request may use on one host: the guardrail keeps a reserve of the rest.
     reserve = min(math.ceil(args.slots * GUARDRAIL_RESERVE), args.slots - 1)
-    per_host = args.slots - reserve
+    per_host = args.per_host
+    if per_host > args.slots - reserve:
+        parser.error(f"--per-host {per_host} exceeds the {args.slots - reserve} benchmark slots")
     rows = []
     with tempfile.TemporaryDirectory(prefix="scale-out-") as tmp:
         for count in (int(n) for n in args.hosts.split(",")):
@@ -120,6 +133,7 @@ def main() -> int:
                 elapsed = time.monotonic() - started
                 cpu = cpu_seconds(cluster) - cpu_before
                 level = ("--concurrency", str(count * per_host))
+                level += ("--requests", str(6 * count * per_host))
                 at_slots = bench(cluster, args.agent, directory, "run", *level)
             capacity = swept.get("capacity", {}).get(args.agent, {})
             rows.append((count, capacity, cpu / elapsed if elapsed else 0.0, at_slots))
@@ -133,11 +147,11 @@ def main() -> int:
     base = next((c.get("request_rate") for n, c, _, _ in rows if n == 1), None)
     print(
         f"\nScale-out sweep (appliance bench sweep through HAProxy): agent {args.agent}, "
-        f"{args.slots} slots per host ({per_host} for benchmark requests), simulator time scale "
+        f"{args.slots} slots per host ({args.slots - reserve} for benchmark requests), simulator time scale "
         f"{args.time_scale}, {os.cpu_count()} CPU cores shared by every host"
     )
     print(f"{'hosts':>5}  {'max conc.':>9}  {'req/s at P95 objective':>22}  {'ratio':>6}  "
-          f"{'host CPU':>8}  |  {'at hosts x slots':>16}  {'req/s':>6}  {'ratio':>6}  P95")  # fmt: skip
+          f"{'host CPU':>8}  |  {'fixed level':>11}  {'req/s':>6}  {'ratio':>6}  P95")  # fmt: skip
     base_slots = None
     for count, capacity, cpu_load, at_slots in rows:
         rate = capacity.get("request_rate")
@@ -151,13 +165,14 @@ def main() -> int:
         print(
             f"{count:>5}  {capacity.get('max_concurrency') or '-':>9}  "
             f"{(f'{rate:.2f}' if rate else '-'):>22}  {ratio:>6}  {cpu_load:>7.2f}c  |  "
-            f"{'c=' + str(count * per_host):>16}  {(f'{slot_rate:.2f}' if slot_rate else '-'):>6}  "
+            f"{'c=' + str(count * per_host):>11}  {(f'{slot_rate:.2f}' if slot_rate else '-'):>6}  "
             f"{slot_ratio:>6}  {verdict}"
         )
     print(
         "\nhost CPU: cores the hosts' processes kept busy during the sweep. A sweep doubles "
-        "concurrency, so its capacity is a power of two; the right-hand columns run one level at "
-        "exactly hosts x slots (P95 against the objective band: better, within or worse)."
+        "concurrency, so its capacity is a power of two; the right-hand columns run one level "
+        f"at {per_host} requests in flight per host (P95 against the objective band: better, "
+        "within or worse)."
     )
     return 0
 
