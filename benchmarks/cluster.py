@@ -4,7 +4,7 @@ scale-out sweep.
 Each host is `appliance serve` on the simulator: one engine serving every agent's model (fewer
 processes, so the engines and not the CPU bound a small machine). Hosts either live in network
 namespaces of their own (`ip netns` plus a veth pair each, made here as root, addresses in
-10.231.N.0/30 on the pairs only, removed on exit whatever happens), or share loopback on ports of
+10.X.N.0/30 on the pairs only (X from 200 to 249, drawn per cluster), removed on exit whatever happens), or share loopback on ports of
 their own. HAProxy runs with the configuration the `kai_frontdoor` Ansible role renders for these
 hosts (ansible-playbook against localhost, writing into a scratch directory).
 
@@ -31,7 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ANSIBLE_DIR = ROOT / "ansible"
 API_KEY = "cluster-test-key"
-SUBNET = "10.231"
 
 # One simulated 8B engine serves every agent (the Guardrail's model, so the Guardrail's sweep meets
 # its own latency); the profile is appended to a copy of the shipped models.toml.
@@ -174,7 +173,8 @@ class Cluster:
     def _veth(self, namespace: str, index: int) -> str:
         """A namespace joined to this one by a veth pair: .1 here, .2 inside; loopback up."""
         outside, inside = f"kv{self._tag}{index}a", f"kv{self._tag}{index}b"
-        here, there = f"{SUBNET}.{index}.1", f"{SUBNET}.{index}.2"
+        subnet = f"10.{200 + int(self._tag, 16) % 50}"  # two clusters at once rarely collide
+        here, there = f"{subnet}.{index}.1", f"{subnet}.{index}.2"
         run("ip", "netns", "add", namespace)
         self._namespaces.append(namespace)
         run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
