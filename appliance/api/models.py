@@ -35,8 +35,12 @@ async def list_models(request: Request) -> dict[str, Any]:
             "model": services.config.default_model,
         }
     )
+    listed: set[str] = set()
     for engine in services.config.engines:
         for name in engine.names:
+            if name in listed:
+                continue  # a replica of a model already listed
+            listed.add(name)
             data.append(
                 {
                     "id": name,
@@ -44,6 +48,7 @@ async def list_models(request: Request) -> dict[str, Any]:
                     "created": created,
                     "owned_by": engine.kind,
                     "engine": engine.id,
+                    "replicas": list(services.gateway.replicas(name)),
                     "max_model_len": engine.max_model_len,
                 }
             )

@@ -26,15 +26,18 @@ model = "llama-3.1-8b-instruct"
 port = {port}
 max_model_len = 8192
 max_num_seqs = 64
-sim.time_scale = 0.01
+sim.time_scale = 0.1
 {settings}
 """
 DRAIN_S = 4.0
 
 
 def replica_config(directory: Path, *, settings: str = "", **replace: str) -> tuple[Path, int]:
+    # Time scale 0.1: the Guardrail's objective (0.2 s) stays well above the answer time on a
+    # loaded machine, so latency does not count the replicas as saturated.
     return sim_config(
         directory,
+        time_scale=0.1,
         extra=REPLICA.format(port=free_port(), settings=settings),
         replace={"max_retries = 3": "max_retries = 0", **replace},
     )
@@ -120,6 +123,13 @@ def test_health_shows_each_replica_and_the_balancer_endpoints(
     ready = appliance.get("/health/ready")
     assert (ready.status_code, ready.json()["status"]) == (200, "ready")
     assert re.fullmatch(rb"up ready \d{1,3}%\n", agent_check(agent_port))
+
+
+def test_models_lists_a_replicated_model_once(client: openai.OpenAI) -> None:
+    listed = [m for m in client.models.list().data if m.id == GUARD]
+    assert len(listed) == 1
+    assert listed[0].model_extra is not None
+    assert listed[0].model_extra["replicas"] == ["llama-8b", "llama-8b-b"]
 
 
 def test_sigterm_turns_not_ready_and_keeps_serving_while_it_drains(
