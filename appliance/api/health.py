@@ -77,7 +77,8 @@ def health_body(services: Services) -> tuple[int, dict[str, Any]]:
         "llm": {
             "status": status,
             "latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None,
-            "models_available": sum(len(v["models"]) for v in views.values() if v["up"]),
+            # Distinct served names: replicas of one model count once.
+            "models_available": len({m for v in views.values() if v["up"] for m in v["models"]}),
             "circuit_breaker_state": breaker_state,
             "circuit_breaker_failures": failures,
         },

@@ -119,6 +119,7 @@ def test_health_shows_each_replica_and_the_balancer_endpoints(
         assert engines[engine]["models"] == [GUARD]
         assert engines[engine]["replicas"] == 2
         assert engines[engine]["requests"] > 0
+    assert appliance.get("/health").json()["llm"]["models_available"] == 3  # replicas once
     assert appliance.get("/health/live").status_code == 200
     ready = appliance.get("/health/ready")
     assert (ready.status_code, ready.json()["status"]) == (200, "ready")

@@ -99,7 +99,8 @@ class Load:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with Cluster(tmp_path_factory.mktemp("cluster"), hosts=3, netns=True, time_scale=0.05) as c:
+    directory = tmp_path_factory.mktemp("cluster")
+    with Cluster(directory, hosts=3, netns=True, time_scale=0.05, drain_s=4.0) as c:
         yield c
 
 
@@ -123,6 +124,12 @@ def test_sigterm_under_load_fails_no_request(cluster: Cluster) -> None:
         time.sleep(1.0)
         host.signal(signal.SIGTERM)
         assert host.proc is not None
+        # HAProxy takes the host out (its readiness check fails, its agent says drain) while the
+        # host still runs: the drain, not a refused connection, moves the traffic.
+        deadline = time.monotonic() + cluster.drain_s
+        while cluster.server_states().get(host.name, "").startswith("UP"):
+            assert time.monotonic() < deadline, "HAProxy still sends to the draining host"
+            time.sleep(0.05)
         host.proc.wait(timeout=cluster.drain_s + 30)  # drains, then stops
         time.sleep(1.0)
     assert load.failures() == [], load.failures()[:3]
