@@ -157,3 +157,13 @@ def test_a_failing_replica_falls_back_to_the_other_replica_before_another_model(
         assert counts["llama-8b"] == 20 and counts["llama-8b-b"] == 0
         breaker = appliance.engines()["llama-8b-b"]["circuit_breaker"]
         assert breaker["state"] == "open"
+
+
+def test_a_second_sigterm_ends_the_drain_at_once(tmp_path: Path) -> None:
+    config, port = replica_config(tmp_path, **{"drain_s = 0.0": "drain_s = 120.0"})
+    with Appliance(config, port) as appliance:
+        assert appliance.proc is not None
+        appliance.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: appliance.get("/health/ready").status_code == 503, timeout=30)
+        appliance.proc.send_signal(signal.SIGTERM)
+        appliance.proc.wait(timeout=60)  # well before the 120 s drain would end
