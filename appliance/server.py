@@ -19,7 +19,7 @@ from appliance.api.app import Extension, create_app
 from appliance.api.auth import api_keys
 from appliance.config.schema import Config
 from appliance.errors import ConfigError
-from appliance.lb import agent_check
+from appliance.loadbalancer import agent_check
 from appliance.notify import Notifier
 from appliance.services import Services
 

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Controller, Request, Response, get
 
 from appliance import __version__
-from appliance.lb.readiness import readiness
+from appliance.loadbalancer.readiness import readiness
 from appliance.services import Services
 
 OK_STATES = ("healthy", "degraded")

@@ -11,8 +11,8 @@ from appliance.config import load_config
 from appliance.engines.base import Endpoint
 from appliance.gateway.breaker import BreakerState
 from appliance.gateway.liveness import Liveness
-from appliance.lb.agent_check import AgentCheckServer, agent_reply
-from appliance.lb.readiness import readiness, saturation
+from appliance.loadbalancer.agent_check import AgentCheckServer, agent_reply
+from appliance.loadbalancer.readiness import readiness, saturation
 from appliance.monitor.saturation import Signal
 from appliance.services import Services
 

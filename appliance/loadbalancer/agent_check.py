@@ -19,12 +19,12 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from appliance.lb.readiness import readiness, saturation
+from appliance.loadbalancer.readiness import readiness, saturation
 
 if TYPE_CHECKING:
     from appliance.services import Services
 
-log = logging.getLogger("appliance.lb")
+log = logging.getLogger("appliance.loadbalancer")
 MIN_WEIGHT_PERCENT = 1
 
 
