@@ -112,8 +112,10 @@ def test_a_conversation_keeps_to_one_replica(appliance: Appliance, client: opena
 
 
 def test_health_shows_each_replica_and_the_balancer_endpoints(
-    appliance: Appliance, agent_port: int
+    appliance: Appliance, client: openai.OpenAI, agent_port: int
 ) -> None:
+    for _ in range(4):
+        ask(client)  # one after another: the replicas take turns
     engines = appliance.engines()
     for engine in ("llama-8b", "llama-8b-b"):
         assert engines[engine]["models"] == [GUARD]
