@@ -23,6 +23,8 @@ import hashlib
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 
+from appliance.gateway.hooks import Permit
+
 # The conversation key of the request being served (set by the API layer), or None.
 conversation_key: ContextVar[str | None] = ContextVar("conversation_key", default=None)
 CONVERSATION_HEADER = "x-conversation-id"
@@ -36,7 +38,8 @@ class Balancer:
         # Requests each engine answered (the per-replica counter in /metrics).
         self.served: dict[str, int] = dict.fromkeys(engine_ids, 0)
         self.sticky_below = sticky_below
-        self._turn = 0
+        # One turn counter per replica set, so models' requests interleaved do not skew ties.
+        self._turns: dict[tuple[str, ...], int] = {}
 
     def order(
         self,
@@ -47,9 +50,9 @@ class Balancer:
         """The replicas in the order to try them for one request."""
         if len(replicas) == 1:
             return list(replicas)
-        self._turn += 1
+        group = tuple(replicas)
+        turn = self._turns[group] = self._turns.get(group, 0) + 1
         n = len(replicas)
-        turn = self._turn
         scores = {engine: saturation(engine) for engine in replicas}
         ranked = sorted(
             range(n),
@@ -86,8 +89,8 @@ class TrackedPermit:
 
     __slots__ = ("_balancer", "_engine", "_inner")
 
-    def __init__(self, inner: object, balancer: Balancer, engine_id: str) -> None:
-        self._inner = inner
+    def __init__(self, inner: Permit, balancer: Balancer, engine_id: str) -> None:
+        self._inner: Permit | None = inner
         self._balancer = balancer
         self._engine = engine_id
 
@@ -95,5 +98,5 @@ class TrackedPermit:
         if self._inner is None:
             return
         inner, self._inner = self._inner, None
-        inner.release()  # type: ignore[attr-defined]
+        inner.release()
         self._balancer.finished(self._engine)

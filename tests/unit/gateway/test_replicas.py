@@ -19,6 +19,15 @@ def test_idle_replicas_take_turns() -> None:
     assert firsts == {"a": 50, "b": 50}
 
 
+def test_idle_replicas_take_turns_per_model_when_models_interleave() -> None:
+    balancer = Balancer(["a", "b", "c", "d"])
+    firsts = Counter()
+    for _ in range(50):
+        firsts[balancer.order(["a", "b"], idle)[0]] += 1
+        firsts[balancer.order(["c", "d"], idle)[0]] += 1
+    assert firsts == {"a": 25, "b": 25, "c": 25, "d": 25}
+
+
 def test_the_replica_with_fewer_requests_in_flight_goes_first() -> None:
     balancer = Balancer(REPLICAS)
     balancer.started("a")
