@@ -1,9 +1,16 @@
-"""Run the app under uvicorn: loopback unless API keys exist, STOPPING as soon as SIGTERM lands."""
+"""Run the app under uvicorn: loopback unless API keys exist, STOPPING as soon as SIGTERM lands.
+
+With `[server] drain_s`, the first SIGTERM (or SIGINT) only turns the appliance not-ready: a load
+balancer's health check and agent-check see it and move traffic away, while in-flight and newly
+arriving requests are still served. After `drain_s` seconds it stops as without draining; a second
+signal stops it at once.
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from types import FrameType
 
 import msgspec
@@ -13,6 +20,7 @@ from appliance.api.app import Extension, create_app
 from appliance.api.auth import api_keys
 from appliance.config.schema import Config
 from appliance.errors import ConfigError
+from appliance.loadbalancer import agent_check
 from appliance.notify import Notifier
 from appliance.services import Services
 
@@ -44,21 +52,39 @@ def _warn_if_open(config: Config, host: str) -> None:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, with the shutdown order the appliance needs: background services (benchmarks)
-    stop first, then the listener closes and requests drain, then the lifespan stops engines."""
+    """uvicorn, with the shutdown order the appliance needs: a drain first when configured (not
+    ready, still serving), then background services (benchmarks) stop, then the listener closes and
+    requests drain, then the lifespan stops engines."""
 
-    def __init__(self, config: uvicorn.Config, notifier: Notifier, services: Services) -> None:
+    def __init__(
+        self, config: uvicorn.Config, notifier: Notifier, services: Services, drain_s: float
+    ) -> None:
         super().__init__(config)
         self._notifier = notifier
         self._services = services
+        self._drain_s = drain_s
+        self._drain_until: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._notifier.stopping("draining requests")
+        if self._drain_s > 0 and self._drain_until is None and self.started:
+            # Runs in the signal handler: set flags only; `on_tick` ends the drain.
+            self._services.draining = True
+            self._drain_until = time.monotonic() + self._drain_s
+            self._captured_signals.append(sig)  # re-raised after the stop, as uvicorn does
+            return
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self._services.stop_background()
         await super().shutdown(sockets)
+
+    async def on_tick(self, counter: int) -> bool:
+        drained = self._drain_until is not None and time.monotonic() >= self._drain_until
+        if drained and not self.should_exit:
+            log.info("drained for %.0f s: stopping", self._drain_s)
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def serve(config: Config, *, host: str, port: int) -> int:
@@ -70,6 +96,7 @@ def serve(config: Config, *, host: str, port: int) -> int:
     )
     notifier = Notifier(unset_environment=True)
     services = Services.from_config(config, notifier=notifier)
+    agent_check.install(services)
     app = create_app(config, services, extensions=_extensions(config))
     server = _Server(
         uvicorn.Config(
@@ -86,6 +113,7 @@ def serve(config: Config, *, host: str, port: int) -> int:
         ),
         notifier,
         services,
+        config.server.drain_s,
     )
     log.info(
         "appliance %s listening on http://%s:%d (profile %s)",

@@ -46,6 +46,8 @@ class Services:
         self.agents = Orchestrator(config, self.gateway)
         self.started_at = time.time()
         self.ready = asyncio.Event()
+        # Set on SIGTERM: /health/ready answers 503 while requests are still served.
+        self.draining = False
         self.engines_started = asyncio.Event()
         # Extra sections for /health/detailed, added by the concerns that own them.
         self.health_sections: dict[

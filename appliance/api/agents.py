@@ -26,6 +26,7 @@ from appliance.agents.schemas import (
     GuardrailCheckResponse,
     WellnessAnalysisResponse,
 )
+from appliance.gateway.replicas import CONVERSATION_HEADER, conversation_key
 
 _encode = msgspec.json.Encoder().encode
 
@@ -36,9 +37,15 @@ def _orchestrator(request: Request[Any, Any, Any], locale: str | None = None) ->
     return orchestrator
 
 
+async def _conversation_key(request: Request[Any, Any, Any]) -> None:
+    """`X-Conversation-Id` keeps a conversation's model calls on one replica (prefix cache)."""
+    conversation_key.set(request.headers.get(CONVERSATION_HEADER))
+
+
 class AgentsController(Controller):
     path = "/v1"
     tags = ["agents"]
+    before_request = _conversation_key  # type: ignore[assignment]  # Litestar unbinds it
     # 200 analysis items of 8,000 characters fit; a larger body is refused before decoding.
     request_max_body_size = 4 * 1024 * 1024
 

@@ -31,11 +31,13 @@ from appliance.config.schema import AgentConfig
 from appliance.errors import ApplianceError, BadRequest
 from appliance.gateway.gateway import Dispatch, Route
 from appliance.gateway.priority import PRIORITY_HEADER, Priority
+from appliance.gateway.replicas import CONVERSATION_HEADER, conversation_key
 
 log = logging.getLogger("appliance.api.chat")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _PRIORITY_HEADER = PRIORITY_HEADER.encode()
+_CONVERSATION_HEADER = CONVERSATION_HEADER.encode()
 
 
 class ContentPart(msgspec.Struct):
@@ -82,6 +84,8 @@ class ChatHead(msgspec.Struct):
     frequency_penalty: Penalty | None = None
     top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
     stop: str | Annotated[list[str], msgspec.Meta(max_length=16)] | None = None
+    # OpenAI's end-user id: keeps the user's conversation on one replica (prefix cache).
+    user: str | None = None
 
 
 _decode_head = msgspec.json.Decoder(ChatHead).decode
@@ -106,6 +110,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
             return  # a crisis: the crisis protocol answers, whatever the engines are doing
         priority = Priority.parse(_header(scope, _PRIORITY_HEADER), Priority.for_agent(route.agent))
         builder = _body_builder(body, head, route, services.config.agents)
+        conversation_key.set(_header(scope, _CONVERSATION_HEADER) or head.user)
         dispatch = await services.gateway.dispatch(route, builder, priority=priority)
     except ApplianceError as exc:
         if _answers_in_text(exc, head, route) and await answer_crisis(

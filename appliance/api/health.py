@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Controller, Request, Response, get
 
 from appliance import __version__
+from appliance.loadbalancer.readiness import readiness
 from appliance.services import Services
 
 OK_STATES = ("healthy", "degraded")
@@ -32,6 +33,10 @@ def engine_views(services: Services) -> dict[str, dict[str, Any]]:
             else ("RUNNING" if live.ok else "UNREACHABLE"),
             "latency_ms": live.latency_ms,
             "circuit_breaker": breaker,
+            # Per replica: what the gateway has in it now and what it answered.
+            "replicas": len(services.gateway.replicas(endpoint.names[0])),
+            "in_flight": services.gateway.balancer.in_flight[engine],
+            "requests": services.gateway.balancer.served[engine],
         }
         if proc is not None:
             view.update(
@@ -72,7 +77,8 @@ def health_body(services: Services) -> tuple[int, dict[str, Any]]:
         "llm": {
             "status": status,
             "latency_ms": round(sum(latencies) / len(latencies), 2) if latencies else None,
-            "models_available": sum(len(v["models"]) for v in views.values() if v["up"]),
+            # Distinct served names: replicas of one model count once.
+            "models_available": len({m for v in views.values() if v["up"] for m in v["models"]}),
             "circuit_breaker_state": breaker_state,
             "circuit_breaker_failures": failures,
         },
@@ -91,6 +97,23 @@ class HealthController(Controller):
     async def health(self, request: Request) -> Response[dict[str, Any]]:
         code, body = health_body(request.app.state.services)
         return Response(body, status_code=code)
+
+    @get("/live", summary="Liveness for a load balancer: the process is up")
+    async def live(self) -> Response[dict[str, str]]:
+        return Response({"status": "live"}, status_code=200)
+
+    @get(
+        "/ready",
+        summary="Readiness for a load balancer: 200 when it can take traffic, else 503",
+        description=(
+            "Ready: started, not draining after SIGTERM, and an engine up for every agent "
+            "(its model's replicas or a fallback). No key needed; counters only, no engine call."
+        ),
+    )
+    async def ready(self, request: Request) -> Response[dict[str, str]]:
+        state = readiness(request.app.state.services)
+        body = {"status": "ready" if state.ready else "not_ready", "reason": state.reason}
+        return Response(body, status_code=200 if state.ready else 503)
 
     @get("/detailed", summary="Health with engines, load, latency windows and storage")
     async def detailed(self, request: Request) -> Response[dict[str, Any]]:

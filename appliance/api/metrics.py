@@ -193,6 +193,22 @@ class ApplianceCollector(Collector):
             "Age of the last good scrape of the engine's /metrics.",
             labels=["engine"],
         )
+        balancer = self.services.gateway.balancer
+        served = CounterMetricFamily(
+            "appliance_engine_requests",
+            "Requests each engine (each replica of a model) answered.",
+            labels=["engine", "model"],
+        )
+        replica_in_flight = GaugeMetricFamily(
+            "appliance_engine_in_flight",
+            "Requests the gateway has in the engine now (what spreads load over replicas).",
+            labels=["engine", "model"],
+        )
+        for endpoint in self.services.endpoints:
+            labels = [endpoint.engine_id, endpoint.names[0]]
+            served.add_metric(labels, balancer.served[endpoint.engine_id])
+            replica_in_flight.add_metric(labels, balancer.in_flight[endpoint.engine_id])
+        yield from (served, replica_in_flight)
         for engine, load in monitor.scraper.loads.items():
             if load.running is not None:
                 running.add_metric([engine], load.running)

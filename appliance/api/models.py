@@ -38,7 +38,8 @@ async def list_models(request: Request) -> dict[str, Any]:
     listed = {entry["id"] for entry in data}
     for engine in services.config.engines:
         for name in engine.names:
-            # An external engine may serve a model named like an agent or `default`: one entry.
+            # A replica of a model already listed, or an external engine's model named like an
+            # agent or `default`: one entry.
             if name in listed:
                 continue
             listed.add(name)
@@ -49,6 +50,7 @@ async def list_models(request: Request) -> dict[str, Any]:
                     "created": created,
                     "owned_by": engine.kind,
                     "engine": engine.id,
+                    "replicas": list(services.gateway.replicas(name)),
                     "max_model_len": engine.max_model_len,
                 }
             )

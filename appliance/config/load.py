@@ -253,16 +253,24 @@ def _check_engines(file: str, profile: str, engines: tuple[EngineConfig, ...]) -
         raise ConfigError(file, f"profiles.{profile}.engines", "at least one engine")
     ids: set[str] = set()
     ports: set[int] = set()
-    names: set[str] = set()
+    # Served name -> the engine that first serves it; later engines with the same name are its
+    # replicas, and must serve the same model under the same names.
+    names: dict[str, EngineConfig] = {}
     for i, engine in enumerate(engines):
         key = f"profiles.{profile}.engines[{i}]"
         if engine.id in ids:
             raise ConfigError(file, f"{key}.id", "a unique engine id", got=repr(engine.id))
         ids.add(engine.id)
         for name in engine.names:
-            if name in names:
-                raise ConfigError(file, f"{key}.served_name", "a unique served name", got=name)
-            names.add(name)
+            first = names.setdefault(name, engine)
+            if first is not engine and (first.model, first.names) != (engine.model, engine.names):
+                raise ConfigError(
+                    file,
+                    f"{key}.served_name",
+                    f"a unique served name, or a replica of engine {first.id!r} (the same "
+                    f"model {first.model!r} under the same names)",
+                    got=name,
+                )
         if engine.kind == "external":
             if not engine.base_url:
                 raise ConfigError(file, f"{key}.base_url", "a URL for an external engine")

@@ -32,6 +32,11 @@ class ServerConfig(Base, frozen=True, kw_only=True):
     shutdown_grace_s: Positive = 10.0
     # How often the operations page's history takes a sample (it keeps the last hour).
     history_interval_s: Annotated[float, Meta(ge=0.1, le=600)] = 30.0
+    # On SIGTERM: seconds to stay up not-ready (/health/ready 503), still serving, so a load
+    # balancer moves traffic away before the stop; 0 = stop at once.
+    drain_s: NonNegative = 0.0
+    # TCP port of the HAProxy agent-check answer (weight from load, drain, down); 0 = off.
+    lb_agent_port: Annotated[int, Meta(ge=0, le=65535)] = 0
 
 
 class LLMSettings(Base, frozen=True, kw_only=True):
@@ -308,8 +313,12 @@ class Config(Base, frozen=True, kw_only=True):
     profiles: dict[str, ProfileConfig]
 
     def engine_for(self, model: str) -> EngineConfig | None:
-        """The engine that serves `model` (a served name or alias), if any."""
+        """The engine that serves `model` (a served name or alias), if any; the first replica."""
         for engine in self.engines:
             if model in engine.names:
                 return engine
         return None
+
+    def engines_for(self, model: str) -> tuple[EngineConfig, ...]:
+        """Every engine that serves `model`: one, or several replicas."""
+        return tuple(engine for engine in self.engines if model in engine.names)

@@ -49,6 +49,8 @@ from appliance.monitor import saturation
 from appliance.monitor.saturation import UNKNOWN, Signal
 
 CLASSES: tuple[Priority, ...] = tuple(Priority)
+# Scores past full (a class with no slots is infinite) count as this much when weighing replicas.
+MAX_SCORE = 4.0
 REROUTE_SATURATED = Decision(reroute=True, reason="engine saturated")
 REROUTE_BREAKER = Decision(reroute=True, reason="circuit breaker open")
 MIN_DEADLINE_SHARE = 0.25
@@ -340,6 +342,9 @@ class AdmissionController:
     async def acquire(self, engine_id: str, priority: Priority) -> Permit:
         return await self.gates[engine_id].acquire(priority)
 
+    def saturation(self, engine_id: str, priority: Priority) -> float:
+        return min(self.gates[engine_id].score(priority), MAX_SCORE)
+
     def live_in_flight(self) -> int:
         """Requests in the engines now that are not benchmark requests (scheduled benchmarks wait
         while live traffic is high)."""
@@ -374,9 +379,7 @@ def guardrail_engines(config: Config) -> set[str]:
     guardrail = config.agents["guardrail"]
     out: set[str] = set()
     for model in (guardrail.model, *guardrail.fallbacks):
-        engine = config.engine_for(model)
-        if engine is not None:
-            out.add(engine.id)
+        out.update(engine.id for engine in config.engines_for(model))
     return out
 
 

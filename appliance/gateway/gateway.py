@@ -1,7 +1,9 @@
 """Route a request to an engine and follow the fallback chain when it fails.
 
 The order on failure is the service guide's: retry with backoff -> circuit breaker -> fallback
-model. (Cached and generic answers are the agents' business, above this layer.)
+model. A model served by several engines (replicas) is tried replica by replica, in the order
+`replicas.Balancer` gives, before its fallback model. (Cached and generic answers are the agents'
+business, above this layer.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from appliance.gateway.breaker import CircuitBreaker
 from appliance.gateway.client import TRANSPORT_ERRORS, EngineClient, UpstreamResponse
 from appliance.gateway.hooks import Admission, NullAdmission, NullRecorder, Permit, Recorder
 from appliance.gateway.priority import Priority
+from appliance.gateway.replicas import Balancer, TrackedPermit, conversation_key
 from appliance.gateway.retry import RetryableStatus, is_retryable_status, with_retries
 
 log = logging.getLogger("appliance.gateway")
@@ -68,7 +71,7 @@ class Completion:
 
 
 class Gateway:
-    """Owns one client and one breaker per engine."""
+    """Owns one client and one breaker per engine, and the balancer over each model's replicas."""
 
     def __init__(
         self,
@@ -81,9 +84,14 @@ class Gateway:
         self.clients: dict[str, EngineClient] = {
             ep.engine_id: EngineClient(ep, config.llm) for ep in endpoints
         }
-        self._by_name: dict[str, EngineClient] = {
-            name: self.clients[ep.engine_id] for ep in endpoints for name in ep.names
-        }
+        # Every served name -> the engines serving it (replicas), in config order.
+        self._replicas: dict[str, tuple[EngineClient, ...]] = {}
+        for ep in endpoints:
+            for name in ep.names:
+                self._replicas[name] = (*self._replicas.get(name, ()), self.clients[ep.engine_id])
+        self.balancer = Balancer(
+            [ep.engine_id for ep in endpoints], sticky_below=config.admission.reroute_at
+        )
         self.breakers: dict[str, CircuitBreaker] = {
             ep.engine_id: CircuitBreaker(
                 ep.engine_id,
@@ -102,7 +110,7 @@ class Gateway:
         self._routes: dict[str, Route] = self._build_routes()
 
     def _build_routes(self) -> dict[str, Route]:
-        routes = {name: Route(name, None, (name,)) for name in self._by_name}
+        routes = {name: Route(name, None, (name,)) for name in self._replicas}
         routes["default"] = Route("default", None, (self.config.default_model,))
         for agent in AGENTS:
             settings = self.config.agents[agent]
@@ -116,7 +124,7 @@ class Gateway:
             raise NotFound(
                 f"The model `{model}` does not exist. Use an agent name "
                 f"({', '.join(AGENTS)}), `default`, or a served model: "
-                f"{', '.join(sorted(self._by_name))}."
+                f"{', '.join(sorted(self._replicas))}."
             ) from None
 
     async def dispatch(
@@ -136,12 +144,10 @@ class Gateway:
                 raise RetryableStatus(response.status, response.retry_after())
             return response
 
-        response, model, position, skipped, permit, started = await self._chain(
+        response, model, engine, position, skipped, permit, started = await self._chain(
             route, send, priority
         )
-        return Dispatch(
-            response, model, self._by_name[model].engine_id, position > 0, skipped, permit, started
-        )
+        return Dispatch(response, model, engine, position > 0, skipped, permit, started)
 
     async def complete(
         self,
@@ -156,7 +162,9 @@ class Gateway:
             return await _openai_call(client, payload_for(model))
 
         started = time.perf_counter()
-        result, model, position, skipped, permit, _ = await self._chain(route, send, priority)
+        result, model, engine, position, skipped, permit, _ = await self._chain(
+            route, send, priority
+        )
         permit.release()
         self.recorder.request_done(
             agent=route.agent,
@@ -166,64 +174,80 @@ class Gateway:
             e2e_s=time.perf_counter() - started,
             tokens=getattr(getattr(result, "usage", None), "completion_tokens", None),
         )
-        return Completion(result, model, self._by_name[model].engine_id, position > 0, skipped)
+        return Completion(result, model, engine, position > 0, skipped)
 
     async def _chain(
         self,
         route: Route,
         send: Callable[[EngineClient, str], Awaitable[T]],
         priority: Priority,
-    ) -> tuple[T, str, int, list[str], Permit, float]:
-        """Retry -> breaker -> fallback model, in the guide's order."""
+    ) -> tuple[T, str, str, int, list[str], Permit, float]:
+        """Retry -> breaker -> next replica -> fallback model, in the guide's order."""
         skipped: list[str] = []
         retry_after: list[float] = []
+        key = conversation_key.get()
         for position, model in enumerate(route.targets):
-            client = self._by_name[model]
-            engine = client.engine_id
-            breaker = self.breakers[engine]
-            last = position == len(route.targets) - 1
-            down = self.known_down(engine)
-            if down is not None:
-                skipped.append(f"{model}: {down}")
-                continue
-            decision = self.admission.assess(engine, priority, has_fallback=not last)
-            if decision.reroute:
-                skipped.append(f"{model}: {decision.reason}")
-                continue
-            if not breaker.allow():
-                skipped.append(f"{model}: circuit breaker open")
-                retry_after.append(breaker.retry_after())
-                continue
-            try:
-                permit = await self.admission.acquire(engine, priority)
-            except BaseException:  # shed or cancelled: a half-open trial did not happen
-                breaker.abandon()
-                raise
-            started = time.perf_counter()
-            try:
-                result = await self._with_retries(partial(send, client, model))
-            except _RETRYABLE_ERRORS as exc:
-                permit.release()
-                breaker.record_failure()
-                self.recorder.engine_failure(engine, type(exc).__name__)
-                skipped.append(f"{model}: {_reason(exc)}")
-                if isinstance(exc, RetryableStatus) and exc.retry_after:
-                    retry_after.append(exc.retry_after)
-                continue
-            except BaseException:
-                permit.release()
-                breaker.abandon()
-                raise
-            breaker.record_success()
-            if skipped:
-                log.warning(
-                    "fell back to %s for %s (%s)", model, route.requested, "; ".join(skipped)
-                )
-            return result, model, position, skipped, permit, started
+            last_model = position == len(route.targets) - 1
+            replicas = self._replicas[model]
+            order = self.balancer.order(
+                [c.engine_id for c in replicas],
+                lambda engine: self.admission.saturation(engine, priority),
+                key,
+            )
+            for rank, engine in enumerate(order):
+                client = self.clients[engine]
+                label = model if len(replicas) == 1 else f"{model} on {engine}"
+                breaker = self.breakers[engine]
+                down = self.known_down(engine)
+                if down is not None:
+                    skipped.append(f"{label}: {down}")
+                    continue
+                has_fallback = not last_model or rank < len(order) - 1
+                decision = self.admission.assess(engine, priority, has_fallback=has_fallback)
+                if decision.reroute:
+                    skipped.append(f"{label}: {decision.reason}")
+                    continue
+                if not breaker.allow():
+                    skipped.append(f"{label}: circuit breaker open")
+                    retry_after.append(breaker.retry_after())
+                    continue
+                try:
+                    inner = await self.admission.acquire(engine, priority)
+                except BaseException:  # shed or cancelled: a half-open trial did not happen
+                    breaker.abandon()
+                    raise
+                self.balancer.started(engine)
+                permit = TrackedPermit(inner, self.balancer, engine)
+                started = time.perf_counter()
+                try:
+                    result = await self._with_retries(partial(send, client, model))
+                except _RETRYABLE_ERRORS as exc:
+                    permit.release()
+                    breaker.record_failure()
+                    self.recorder.engine_failure(engine, type(exc).__name__)
+                    skipped.append(f"{label}: {_reason(exc)}")
+                    if isinstance(exc, RetryableStatus) and exc.retry_after:
+                        retry_after.append(exc.retry_after)
+                    continue
+                except BaseException:
+                    permit.release()
+                    breaker.abandon()
+                    raise
+                breaker.record_success()
+                self.balancer.answered(engine)
+                if skipped:
+                    log.warning(
+                        "fell back to %s for %s (%s)", label, route.requested, "; ".join(skipped)
+                    )
+                return result, model, engine, position, skipped, permit, started
         raise EngineUnavailable(
             f"No engine could serve `{route.requested}` ({'; '.join(skipped)}).",
             retry_after=max(1.0, min(retry_after)) if retry_after else 5.0,
         )
+
+    def replicas(self, model: str) -> tuple[str, ...]:
+        """The engines serving `model` (one, or several replicas)."""
+        return tuple(c.engine_id for c in self._replicas.get(model, ()))
 
     async def _with_retries(self, once: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -35,6 +35,10 @@ class Admission(Protocol):
         """Wait for room on the engine, or raise `Overloaded` to shed."""
         ...
 
+    def saturation(self, engine_id: str, priority: Priority) -> float:
+        """The engine's saturation score for this class (0 idle, 1 full): weighs replicas."""
+        ...
+
 
 class Recorder(Protocol):
     def engine_failure(self, engine_id: str, reason: str) -> None: ...
@@ -65,6 +69,9 @@ class NullAdmission:
 
     async def acquire(self, engine_id: str, priority: Priority) -> Permit:
         return _NULL_PERMIT
+
+    def saturation(self, engine_id: str, priority: Priority) -> float:
+        return 0.0
 
 
 class NullRecorder:

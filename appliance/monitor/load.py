@@ -82,16 +82,13 @@ class LoadMonitor:
             else None
         )
         self._engines = {engine.id: engine for engine in config.engines}
-        self._gate_of_model = (
-            {
-                name: self.admission.gates[engine.id]
-                for engine in config.engines
-                if engine.id in self.admission.gates
-                for name in engine.names
-            }
-            if self.admission is not None
-            else {}
-        )
+        self._gates_of_model: dict[str, list[Any]] = {}
+        if self.admission is not None:
+            for engine in config.engines:
+                if engine.id in self.admission.gates:
+                    for name in engine.names:
+                        gates = self._gates_of_model.setdefault(name, [])
+                        gates.append(self.admission.gates[engine.id])
         self._series = self._latency_series()
         self._guardrail_rates: dict[str, RateMeter] = {}
         self._tasks = [
@@ -129,17 +126,18 @@ class LoadMonitor:
         for agent in AGENTS:
             settings = self.config.agents[agent]
             for model in (settings.model, *settings.fallbacks):
-                engine = self.config.engine_for(model)
-                if engine is not None and engine.id in series:
-                    series[engine.id].append(
-                        (agent, model, objective_s(self.config, agent, engine))
-                    )
+                for engine in self.config.engines_for(model):
+                    if engine.id in series:
+                        series[engine.id].append(
+                            (agent, model, objective_s(self.config, agent, engine))
+                        )
         return series
 
     def _lightly_loaded(self, model: str) -> bool:
-        """At most a quarter of the engine's slots busy (or one): load does not slow it."""
-        gate = self._gate_of_model.get(model)
-        return gate is not None and gate.in_flight <= max(1, gate.capacity // 4)
+        """At most a quarter of the slots of each of its engines busy (or one): load does not
+        slow it."""
+        gates = self._gates_of_model.get(model, [])
+        return bool(gates) and all(g.in_flight <= max(1, g.capacity // 4) for g in gates)
 
     def refresh(self) -> None:
         """Recompute every engine's signal and its classes' deadlines from the latest readings."""

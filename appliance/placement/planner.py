@@ -2,7 +2,8 @@
 
 Pure and fast: no I/O beyond reading a local model's config.json, so the suggestion search can
 run it hundreds of times. Engines that list `gpus` keep them; the others go, largest first, to the
-GPUs with the most room. Engines without a `gpu_memory_utilization` share what the given ones leave
+GPUs with the most room, a model's replicas to GPUs its other replicas do not use where there are
+any. Engines without a `gpu_memory_utilization` share what the given ones leave
 on each GPU in proportion to what they want (weights, overhead and a full KV cache of
 `max_num_seqs` full-length sequences), at most vLLM's default 0.92 each.
 """
@@ -193,7 +194,17 @@ def _assign(engines: list[_Engine], gpus: list[Gpu]) -> dict[str, tuple[tuple[in
         room = {
             g.index: memory.limit_fraction(g) * memory.usable_bytes(g) - load[g.index] for g in gpus
         }
-        chosen = sorted(gpus, key=lambda g: (-room[g.index], g.index))[: engine.tp]
+        # Replicas of one model go to GPUs (or tensor-parallel groups) of their own where they can:
+        # two replicas on one GPU share its compute and add little.
+        siblings = {
+            i
+            for other in engines
+            if other is not engine and other.config.name == engine.config.name
+            for i in result.get(other.id, ((), False))[0]
+        }
+        chosen = sorted(gpus, key=lambda g: (g.index in siblings, -room[g.index], g.index))[
+            : engine.tp
+        ]
         indices = tuple(sorted(g.index for g in chosen))
         result[engine.id] = (indices, True)
         for i in indices:

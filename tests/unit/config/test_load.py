@@ -182,3 +182,39 @@ def test_bad_files_name_file_key_and_expectation(
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml", env={})
+
+
+_SECOND_8B = """
+[[profiles.sim.engines]]
+id = "llama-8b-b"
+kind = "sim"
+model = "{model}"
+served_name = "llama-3.1-8b-instruct"
+port = 8104
+"""
+
+
+def test_engines_serving_the_same_model_are_replicas(tmp_path: Path) -> None:
+    text = SHIPPED.read_text() + _SECOND_8B.format(model="llama-3.1-8b-instruct")
+    config = load_config(_write(tmp_path, text), env={})
+    replicas = config.engines_for("llama-3.1-8b-instruct")
+    assert [e.id for e in replicas] == ["llama-8b", "llama-8b-b"]
+    assert config.engine_for("llama-3.1-8b-instruct") is replicas[0]
+
+
+def test_a_served_name_shared_by_different_models_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, SHIPPED.read_text() + _SECOND_8B.format(model="qwen-2.5-32b-instruct"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert message.startswith(f"{path}: profiles.sim.engines[3].served_name: "), message
+    assert "a replica of engine 'llama-8b'" in message
+
+
+def test_the_shipped_replica_profile_has_two_guardrail_replicas() -> None:
+    raw = read_raw(SHIPPED)
+    profile = raw.profiles["performance-replicas"]
+    guardrail = profile.agents["guardrail"].model
+    replicas = [e for e in profile.engines if e.name == guardrail]
+    assert len(replicas) == 2
+    assert len({e.port for e in replicas}) == 2

@@ -175,3 +175,26 @@ def test_the_shortfall_measures_how_far_from_fitting(catalog):
     far = plan([vllm_engine("a", LLAMA_70B)], "1xA100-40GB", catalog)
     assert 0 < near.shortfall_bytes < far.shortfall_bytes
     assert plan([vllm_engine("a", LLAMA_8B)], "1xA100-40GB", catalog).shortfall_bytes == 0
+
+
+def test_replicas_of_one_model_get_gpus_of_their_own(catalog):
+    # GPU 1 holds another 8B model; by room alone the second replica would join the first on
+    # GPU 0, but replicas sharing a GPU share its compute.
+    other = vllm_engine("other", LLAMA_8B, served_name="other-8b", gpus=(1,), port=8103)
+    first = vllm_engine("guard-a", LLAMA_8B, max_num_seqs=8, port=8101)
+    second = vllm_engine("guard-b", LLAMA_8B, max_num_seqs=8, port=8102)
+    result = plan([other, first, second], "2xA100-80GB", catalog)
+    gpus = {e.engine_id: e.gpus for e in result.engines}
+    assert {gpus["guard-a"], gpus["guard-b"]} == {(0,), (1,)}
+    assert result.feasible
+
+
+def test_tensor_parallel_replicas_take_separate_gpu_groups(catalog):
+    replicas = [
+        vllm_engine(f"big-{n}", LLAMA_70B, quantization="awq", tensor_parallel_size=2, port=p)
+        for n, p in (("a", 8101), ("b", 8102))
+    ]
+    result = plan(replicas, "4xA100-40GB", catalog)
+    groups = sorted(e.gpus for e in result.engines)
+    assert groups == [(0, 1), (2, 3)]
+    assert result.feasible
