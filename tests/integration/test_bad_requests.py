@@ -107,9 +107,9 @@ CASES = [
     Bad("body not an object", CHAT, [1, 2, 3], expect="expected `object`"),
     Bad("unknown model", CHAT, chat(model="no-such-model"), status=404, expect="does not exist"),
     Bad(
-        "engine refuses n=2 (passed through)",
+        "engine refuses top_k=-5 (passed through)",
         CHAT,
-        chat(model="llama-3.1-8b-instruct", n=2),
+        chat(model="llama-3.1-8b-instruct", top_k=-5),
         expect="engine refused",
     ),
     Bad("GET on chat completions", CHAT, None, status=405, method="GET"),
