@@ -326,7 +326,7 @@ def _llm_from_env(llm: LLMSettings, env: Mapping[str, str]) -> LLMSettings:
         value = env.get(var)
         if value is None or value.strip() == "":
             continue
-        changes[field] = _env_number(env, var, kind)
+        changes[field] = value.strip() if kind is str else _env_number(env, var, kind)
     if not changes:
         return llm
     try:

@@ -117,7 +117,7 @@ def test_the_shell_is_open_and_its_data_needs_the_key(appliance: Appliance) -> N
     assert appliance.get("/ui/session").json() == {"key_required": True}
     bearer = {"Authorization": f"Bearer {KEY}"}
     for path in ("/admin/overview", "/admin/history"):
-        assert appliance.get(path).status_code == 401
+        assert appliance.get(path, headers={}).status_code == 401
         assert appliance.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
         assert appliance.get(path, headers=bearer).status_code == 200
     crisis = "I want to kill myself, said nobody in this test"
