@@ -5,7 +5,7 @@ The command line is built from the engine's config and its placement:
     vllm serve MODEL --served-model-name NAME [ALIAS...] --host 127.0.0.1 --port P
         --tensor-parallel-size N --gpu-memory-utilization F --max-model-len L --max-num-seqs S
         --max-log-len 0 [--quantization Q] [--dtype D] --enable-prefix-caching|--no-enable-...
-        [extra_args...]
+        --structured-outputs-config {"backend":"guidance",...} [--enforce-eager] [extra_args...]
 
 Choices that are not obvious:
 
@@ -19,6 +19,8 @@ Choices that are not obvious:
   is passed only where vLLM must quantize while loading (`fp8`, `bitsandbytes`).
 - `CUDA_DEVICE_ORDER=PCI_BUS_ID` makes `CUDA_VISIBLE_DEVICES` count GPUs the way NVML (and so
   the planner) does; CUDA's default order puts the fastest first.
+- On a host without GPUs (a profile with `gpus = "cpu"`, vLLM's CPU build) the KV cache size
+  comes from the plan in `VLLM_CPU_KVCACHE_SPACE`, and the engine runs eager.
 - Air-gapped hosts: a model given as a local directory sets `HF_HUB_OFFLINE=1` and
   `TRANSFORMERS_OFFLINE=1`; usage statistics are always off.
 """
@@ -59,6 +61,12 @@ OWNED_FLAGS = {
 }
 # Quantizations vLLM applies while loading; the others come with the checkpoint.
 QUANTIZE_ON_LOAD = ("fp8", "bitsandbytes")
+# Guided JSON that stays valid: vLLM's default backend let control characters into strings,
+# broke maxLength and padded with whitespace until max_tokens ran out; llguidance with no free
+# whitespace gave schema-valid answers every time. extra_args may set another configuration.
+STRUCTURED_OUTPUTS = ("--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}')
+# On CPU, compiling the model adds about 20 s to every start and gains little at small batch.
+CPU_EAGER_UNLESS = ("--enforce-eager", "--no-enforce-eager", "--compilation-config", "-O")
 
 
 class Placement(Protocol):
@@ -69,6 +77,14 @@ class Placement(Protocol):
 
     @property
     def gpu_memory_utilization(self) -> float: ...
+
+    @property
+    def device(self) -> str:
+        """"gpu", or "cpu" for an engine planned on host memory (vLLM's CPU build)."""
+        ...
+
+    @property
+    def kv_cache_bytes_per_gpu(self) -> int: ...
 
 
 # Where the gateway reaches it: loopback, behind the appliance's internal key.
@@ -85,7 +101,7 @@ def launch_spec(engine: EngineConfig, api_key: str, placement: Placement | None)
     return LaunchSpec(
         engine_id=engine.id,
         argv=tuple(argv),
-        env=environment(engine, api_key, gpus),
+        env=environment(engine, api_key, gpus, placement),
         health_url=f"http://{HOST}:{port}/health",
         startup_timeout_s=engine.startup_timeout_s or DEFAULT_STARTUP_TIMEOUT_S,
         gpus=gpus,
@@ -99,7 +115,9 @@ def model_argument(engine: EngineConfig) -> str:
     return engine.model
 
 
-def environment(engine: EngineConfig, api_key: str, gpus: tuple[int, ...]) -> dict[str, str]:
+def environment(
+    engine: EngineConfig, api_key: str, gpus: tuple[int, ...], placement: Placement | None = None
+) -> dict[str, str]:
     env = {
         "VLLM_API_KEY": api_key,
         "VLLM_NO_USAGE_STATS": "1",
@@ -109,10 +127,25 @@ def environment(engine: EngineConfig, api_key: str, gpus: tuple[int, ...]) -> di
     }
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+    if on_cpu(placement):
+        assert placement is not None
+        # On CPU the KV cache is allocated up front; without an explicit size vLLM takes a share
+        # of all RAM and refuses to start when that much is not free.
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(_whole_gib(placement.kv_cache_bytes_per_gpu))
+        env["VLLM_TARGET_DEVICE"] = "cpu"
     if is_local_model(engine.model):
         env["HF_HUB_OFFLINE"] = "1"
         env["TRANSFORMERS_OFFLINE"] = "1"
     return env
+
+
+def on_cpu(placement: Placement | None) -> bool:
+    return getattr(placement, "device", "gpu") == "cpu"
+
+
+def _whole_gib(size: int) -> int:
+    gib = 1 << 30
+    return max(1, -(-size // gib))
 
 
 def find_vllm(engine: EngineConfig) -> str:
@@ -156,7 +189,16 @@ def _flags(engine: EngineConfig, port: int, placement: Placement | None) -> list
         if engine.enable_prefix_caching
         else ("--no-enable-prefix-caching")
     )
+    if not _given(engine, (STRUCTURED_OUTPUTS[0], "--structured_outputs_config")):
+        flags += STRUCTURED_OUTPUTS
+    if on_cpu(placement) and not _given(engine, CPU_EAGER_UNLESS):
+        flags.append("--enforce-eager")
     return flags
+
+
+def _given(engine: EngineConfig, prefixes: tuple[str, ...]) -> bool:
+    """Whether extra_args sets an option itself (also as `--flag=value` or `--flag.key`)."""
+    return any(arg.startswith(prefixes) for arg in engine.extra_args)
 
 
 def _checkpoint_quantized(engine: EngineConfig) -> bool:

@@ -50,6 +50,8 @@ class EnginePlan(Struct, frozen=True, kw_only=True):
     full_length_seqs: int
     verdict: Verdict
     problems: tuple[str, ...] = ()
+    # "cpu": planned on host memory for vLLM's CPU build (`gpus` is then empty).
+    device: Literal["gpu", "cpu"] = "gpu"
 
     @property
     def overhead_bytes_per_gpu(self) -> int:
@@ -87,7 +89,7 @@ class Suggestion(Struct, frozen=True, kw_only=True):
 
 class Plan(Struct, frozen=True, kw_only=True):
     profile: str
-    gpu_source: Literal["nvml", "declared", "what-if", "none"]
+    gpu_source: Literal["nvml", "declared", "what-if", "none", "host"]
     gpus_note: str
     gpus: tuple[Gpu, ...]
     engines: tuple[EnginePlan, ...]
