@@ -68,11 +68,12 @@ def build(directory: Path, seed: int = 0) -> Path:
         show_progress=False,
     )
     tokenizer.train_from_iterator(training_text(), trainer=trainer)
+    begin, end, pad = SPECIAL_TOKENS[:3]
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        bos_token="<|begin|>",
-        eos_token="<|end|>",
-        pad_token="<|pad|>",
+        bos_token=begin,
+        eos_token=end,
+        pad_token=pad,
         model_max_length=MAX_POSITIONS,
     )
     fast.chat_template = CHAT_TEMPLATE

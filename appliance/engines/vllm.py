@@ -64,7 +64,10 @@ QUANTIZE_ON_LOAD = ("fp8", "bitsandbytes")
 # Guided JSON that stays valid: vLLM's default backend let control characters into strings,
 # broke maxLength and padded with whitespace until max_tokens ran out; llguidance with no free
 # whitespace gave schema-valid answers every time. extra_args may set another configuration.
-STRUCTURED_OUTPUTS = ("--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}')
+STRUCTURED_OUTPUTS = (
+    "--structured-outputs-config",
+    '{"backend":"guidance","disable_any_whitespace":true}',
+)
 # On CPU, compiling the model adds about 20 s to every start and gains little at small batch.
 CPU_EAGER_UNLESS = ("--enforce-eager", "--no-enforce-eager", "--compilation-config", "-O")
 
@@ -80,7 +83,7 @@ class Placement(Protocol):
 
     @property
     def device(self) -> str:
-        """"gpu", or "cpu" for an engine planned on host memory (vLLM's CPU build)."""
+        """ "gpu", or "cpu" for an engine planned on host memory (vLLM's CPU build)."""
         ...
 
     @property

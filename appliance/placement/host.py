@@ -85,9 +85,7 @@ def plan_on_host(
     )
 
 
-def _pairs(
-    engines: Sequence[EngineConfig], plan: Plan
-) -> list[tuple[EngineConfig, EnginePlan]]:
+def _pairs(engines: Sequence[EngineConfig], plan: Plan) -> list[tuple[EngineConfig, EnginePlan]]:
     by_id = {e.engine_id: e for e in plan.engines}
     return [(e, by_id[e.id]) for e in engines if e.id in by_id]
 

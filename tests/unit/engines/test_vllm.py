@@ -53,6 +53,7 @@ def test_the_balanced_profile_launches_exactly_these_commands(fake_vllm):
         "--max-num-seqs", "6",
         "--max-log-len", "0",
         "--enable-prefix-caching",
+        "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
     )  # fmt: skip
     assert spec.env == {
         "VLLM_API_KEY": KEY,
@@ -79,6 +80,7 @@ def test_the_balanced_profile_launches_exactly_these_commands(fake_vllm):
         "--max-log-len", "0",
         "--quantization", "fp8",
         "--enable-prefix-caching",
+        "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
     )  # fmt: skip
     assert spec.env["CUDA_VISIBLE_DEVICES"] == "0,1"
 
@@ -189,3 +191,29 @@ def test_an_engine_without_a_port_is_a_config_error(fake_vllm):
 def _pair(argv: tuple[str, ...], flag: str) -> tuple[str, str]:
     at = argv.index(flag)
     return argv[at], argv[at + 1]
+
+
+def test_a_cpu_engine_gets_its_kv_cache_size_runs_eager_and_sees_no_gpus(fake_vllm, tmp_path):
+    from tests.unit.placement.test_placement_host import cpu_config
+
+    config = cpu_config(tmp_path)
+    plan = check_plan(config)
+    spec = vllm.launch_spec(config.engines[0], KEY, plan.engine("tiny-llama"))
+    assert spec.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert spec.env["VLLM_TARGET_DEVICE"] == "cpu"
+    assert "CUDA_VISIBLE_DEVICES" not in spec.env and spec.gpus == ()
+    assert spec.argv[-1] == "--enforce-eager"
+    assert _pair(spec.argv, "--structured-outputs-config")[1] == (
+        '{"backend":"guidance","disable_any_whitespace":true}'
+    )
+
+
+def test_extra_args_may_choose_compilation_and_another_structured_output_setup(fake_vllm, tmp_path):
+    from tests.unit.placement.test_placement_host import cpu_config
+
+    extra = ("--no-enforce-eager", "--structured-outputs-config.backend=xgrammar")
+    config = cpu_config(tmp_path, extra_args=extra)
+    spec = vllm.launch_spec(config.engines[0], KEY, check_plan(config).engine("tiny-llama"))
+    assert "--enforce-eager" not in spec.argv
+    assert "--structured-outputs-config" not in spec.argv
+    assert spec.argv[-2:] == extra
