@@ -33,8 +33,10 @@ GuardrailCategory = Literal[
     "privacy",
     "unsupportive_reply",
 ]
+# Every value bounded, so that guided decoding cannot produce an absurd one (an evidence count
+# of 10^34 is valid JSON for an unbounded integer) nor a string that runs into max_tokens.
 Score = Annotated[float, Meta(ge=0.0, le=1.0)]
-Count = Annotated[int, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=0, le=1000)]
 ShortText = Annotated[str, Meta(max_length=300)]
 
 VERDICT_ORDER: tuple[Verdict, ...] = ("allow", "caution", "block", "crisis")
