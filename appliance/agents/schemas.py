@@ -35,7 +35,8 @@ GuardrailCategory = Literal[
 ]
 # Every value bounded, so that guided decoding cannot produce an absurd one (an evidence count
 # of 10^34 is valid JSON for an unbounded integer) nor a string that runs into max_tokens.
-Score = Annotated[float, Meta(ge=0.0, le=1.0)]
+# Scores in hundredths: a schema-driven decoder given only a range may write digits without end.
+Score = Annotated[float, Meta(ge=0.0, le=1.0, extra_json_schema={"multipleOf": 0.01})]
 Count = Annotated[int, Meta(ge=0, le=1000)]
 ShortText = Annotated[str, Meta(max_length=300)]
 

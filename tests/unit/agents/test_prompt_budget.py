@@ -9,7 +9,7 @@ import pytest
 
 from appliance.agents.budget import MESSAGE_ROOM_TOKENS, check_prompts_fit, prompt_tokens
 from appliance.agents.prompts import system_prompt
-from appliance.agents.schemas import GeneticTraits, WellnessInsights
+from appliance.agents.schemas import GeneticTraits, GuardrailVerdict, WellnessInsights
 from appliance.config import load_config
 from appliance.config.schema import AGENTS
 from appliance.errors import ConfigError
@@ -61,6 +61,8 @@ def test_model_outputs_are_bounded_everywhere():
         if isinstance(node, dict):
             if node.get("type") == "integer" or node.get("type") == "number":
                 assert "minimum" in node and "maximum" in node, node
+            if node.get("type") == "number":  # or a decoder may write digits without end
+                assert node.get("multipleOf") == 0.01, node
             if node.get("type") == "string" and "enum" not in node:
                 assert "maxLength" in node, node
             if node.get("type") == "array":
@@ -71,5 +73,5 @@ def test_model_outputs_are_bounded_everywhere():
             for value in node:
                 walk(value)
 
-    for kind in (GeneticTraits, WellnessInsights):
+    for kind in (GeneticTraits, WellnessInsights, GuardrailVerdict):
         walk(msgspec.json.schema(kind))
