@@ -8,7 +8,7 @@ value without a model (the simulator) then picks the harmless one.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta, Struct
 
@@ -87,6 +87,10 @@ class Trait(Output, frozen=True, kw_only=True):
 
 class GeneticTraits(Output, frozen=True, kw_only=True):
     """Stable traits and preferences, for personalising Kai; only what the evidence supports."""
+
+    # Asked of the model as an object keyed by trait name, so that guided decoding cannot name a
+    # trait twice (a list schema cannot forbid it); see `json_output.keyed_lists`.
+    keyed_lists: ClassVar[dict[str, str]] = {"traits": "name"}
 
     traits: Annotated[list[Trait], Meta(max_length=len(TraitName.__args__))] = []
     overall_confidence: Score = 0.0
