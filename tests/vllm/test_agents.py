@@ -82,7 +82,8 @@ def test_a_prompt_beyond_max_model_len_is_logged_with_the_engines_reason(
 ):
     offset = len(appliance.log())
     canary = "zebracanary"
-    text = " ".join(f"{canary}{i}" for i in range(600))  # thousands of tokens
+    # Under max_message_chars (8,000), yet thousands of tokens: beyond max_model_len 2048.
+    text = " ".join(f"{canary}{i}" for i in range(450))
     response = appliance.post("/v1/agents/guardrail/check", json={"text": text})
     assert response.status_code == 200
     assert response.json()["source"] == "policy"  # the Guardrail could not judge it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx2
 import openai
@@ -31,7 +32,7 @@ def test_the_engine_runs_exactly_the_planned_command_and_is_ready(appliance: Vll
     assert "CUDA_VISIBLE_DEVICES" not in spec.env
 
     status = appliance.engines()[ENGINE_ID]
-    assert status["state"] == str(EngineState.RUNNING) and status["healthy"] is True
+    assert status["state"] == str(EngineState.RUNNING) and status["up"] is True
     assert httpx2.get(f"{appliance.engine_url}/health", timeout=10).status_code == 200
     # The engine's own output, captured line by line into the appliance's log.
     log = appliance.log()
@@ -51,14 +52,18 @@ def test_the_real_engines_metrics_are_read_while_it_works(appliance: VllmApplian
     done = threading.Event()
 
     def generate() -> None:
-        client.chat.completions.create(
-            model=MODEL,
-            messages=[{"role": "user", "content": "Tell me a long story."}],
-            max_tokens=400,
-            timeout=120,
-        )
+        while not done.is_set():  # keep the engine busy until the scrape has seen it
+            try:
+                client.chat.completions.create(
+                    model=MODEL,
+                    messages=[{"role": "user", "content": "Tell me a long story."}],
+                    max_tokens=300,
+                    timeout=120,
+                )
+            except openai.APIError:
+                time.sleep(0.1)
 
-    workers = [threading.Thread(target=generate) for _ in range(6)]
+    workers = [threading.Thread(target=generate) for _ in range(4)]
     for worker in workers:
         worker.start()
 
@@ -68,13 +73,14 @@ def test_the_real_engines_metrics_are_read_while_it_works(appliance: VllmApplian
         return bool(load.running and load.kv_usage)
 
     try:
-        wait_for(busy, timeout=60, interval=0.02)
+        wait_for(busy, timeout=120, interval=0.05)
     finally:
+        done.set()
         for worker in workers:
             worker.join(180)
-        done.set()
-    running, _, kv_usage = seen[-1]
+    running, waiting, kv_usage = seen[-1]
     assert running is not None and 1 <= running <= 4  # max_num_seqs = 4
+    assert waiting is not None and waiting >= 0
     assert kv_usage is not None and 0 < kv_usage <= 1
 
 

@@ -23,7 +23,8 @@ def engine_tree(appliance: VllmAppliance) -> list[psutil.Process]:
 @pytest.mark.ends_appliance
 def test_sigterm_stops_the_appliance_and_every_engine_process(appliance: VllmAppliance):
     tree = engine_tree(appliance)
-    assert appliance.stop(signal.SIGTERM, timeout=60) == 0
+    # Exiting by the SIGTERM itself (uvicorn re-raises it once drained) is a clean stop.
+    assert appliance.stop(signal.SIGTERM, timeout=60) in (0, -signal.SIGTERM)
     wait_for(lambda: not any(pid_alive(p.pid) for p in tree), timeout=30)
 
 
