@@ -21,10 +21,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx2
 import openai
 import psutil
 
-from benchmarks.loopback import ROOT, free_port, wait_healthy
+from benchmarks.loopback import ROOT, free_port
 
 MODEL = "tiny-llama"
 
@@ -40,6 +41,21 @@ def config(directory: Path, model: Path) -> tuple[Path, int, int]:
     path = directory / "models.toml"
     path.write_text(text)
     return path, app, engine
+
+
+def wait_ready(url: str, appliance: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the appliance says it is ready (its engines RUNNING); fails if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if appliance.poll() is not None:
+            raise RuntimeError(f"the appliance exited with {appliance.returncode}")
+        try:
+            if httpx2.get(url, timeout=5).json().get("ready"):
+                return
+        except (httpx2.TransportError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"not ready after {timeout} s")
 
 
 def tokens_per_s(client: openai.OpenAI, concurrency: int, requests: int, max_tokens: int) -> float:
@@ -87,20 +103,26 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_healthy(f"http://127.0.0.1:{app_port}/health/ready", timeout=600)
-            print(f"cold start (appliance + engine to ready): {time.perf_counter() - began:.1f} s")
+            wait_ready(f"http://127.0.0.1:{app_port}/health/detailed", appliance, timeout=600)
+            print(
+                f"cold start (appliance + engine to ready): {time.perf_counter() - began:.1f} s",
+                flush=True,
+            )
             engine = next(
                 p for p in psutil.Process(appliance.pid).children() if "serve" in p.cmdline()
             )
             key = engine.environ()["VLLM_API_KEY"]
             rss = sum(p.memory_info().rss for p in [engine, *engine.children(recursive=True)])
-            print(f"engine resident memory: {rss / 2**30:.2f} GiB")
+            print(f"engine resident memory: {rss / 2**30:.2f} GiB", flush=True)
             through = openai.OpenAI(base_url=f"http://127.0.0.1:{app_port}/v1", api_key="none")
             direct = openai.OpenAI(base_url=f"http://127.0.0.1:{engine_port}/v1", api_key=key)
             for concurrency in (1, 4):
                 for name, client in (("appliance", through), ("direct", direct)):
                     rate = tokens_per_s(client, concurrency, args.requests, args.max_tokens)
-                    print(f"concurrency {concurrency}, {name:<9}: {rate:7.1f} output tokens/s")
+                    print(
+                        f"concurrency {concurrency}, {name:<9}: {rate:7.1f} output tokens/s",
+                        flush=True,
+                    )
         finally:
             appliance.send_signal(signal.SIGTERM)
             appliance.wait(120)
