@@ -170,6 +170,7 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
             "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.50",
             "--max-model-len", "8192", "--max-num-seqs", "8", "--max-log-len", "0",
             "--enable-prefix-caching",
+            "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         ],
         "qwen-local": [
             "serve", local,
@@ -178,7 +179,9 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
             "--tensor-parallel-size", "1",
             "--gpu-memory-utilization", f"{qwen.gpu_memory_utilization:.2f}",
             "--max-model-len", "8192", "--max-num-seqs", "4", "--max-log-len", "0",
-            "--dtype", "bfloat16", "--no-enable-prefix-caching", "--trust-remote-code",
+            "--dtype", "bfloat16", "--no-enable-prefix-caching",
+            "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
+            "--trust-remote-code",
         ],
         "llama-8b": [
             "serve", "meta-llama/Llama-3.1-8B-Instruct",
@@ -188,6 +191,7 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
             "--gpu-memory-utilization", f"{small.gpu_memory_utilization:.2f}",
             "--max-model-len", "4096", "--max-num-seqs", "16", "--max-log-len", "0",
             "--quantization", "fp8", "--enable-prefix-caching",
+            "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         ],
     }  # fmt: skip
     devices = {"llama-70b": "0,1", "qwen-local": "0", "llama-8b": "1"}
