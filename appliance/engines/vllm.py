@@ -130,8 +130,7 @@ def environment(
     }
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
-    if on_cpu(placement):
-        assert placement is not None
+    if placement is not None and on_cpu(placement):
         # On CPU the KV cache is allocated up front; without an explicit size vLLM takes a share
         # of all RAM and refuses to start when that much is not free.
         env["VLLM_CPU_KVCACHE_SPACE"] = str(_whole_gib(placement.kv_cache_bytes_per_gpu))

@@ -47,7 +47,10 @@ def test_the_real_engines_metrics_are_read_while_it_works(appliance: VllmApplian
     idle = parse_load(httpx2.get(f"{appliance.engine_url}/metrics", timeout=10).text)
     assert idle.running == 0 and idle.waiting == 0 and idle.kv_usage is not None
 
-    client = openai.OpenAI(base_url=f"{appliance.base_url}/v1", api_key="none", max_retries=0)
+    # Straight to the engine with its internal key, so that admission control does not hold
+    # requests back: six at once against max_num_seqs 4 also fill its waiting queue.
+    key = psutil.Process(appliance.engine_pid()).environ()["VLLM_API_KEY"]
+    client = openai.OpenAI(base_url=f"{appliance.engine_url}/v1", api_key=key, max_retries=0)
     seen: list[tuple[float | None, float | None, float | None]] = []
     done = threading.Event()
 
@@ -63,7 +66,7 @@ def test_the_real_engines_metrics_are_read_while_it_works(appliance: VllmApplian
             except openai.APIError:
                 time.sleep(0.1)
 
-    workers = [threading.Thread(target=generate) for _ in range(4)]
+    workers = [threading.Thread(target=generate) for _ in range(6)]
     for worker in workers:
         worker.start()
 
@@ -73,7 +76,7 @@ def test_the_real_engines_metrics_are_read_while_it_works(appliance: VllmApplian
         return bool(load.running and load.kv_usage)
 
     try:
-        wait_for(busy, timeout=120, interval=0.05)
+        wait_for(busy, timeout=180, interval=0.05)
     finally:
         done.set()
         for worker in workers:
@@ -82,6 +85,10 @@ def test_the_real_engines_metrics_are_read_while_it_works(appliance: VllmApplian
     assert running is not None and 1 <= running <= 4  # max_num_seqs = 4
     assert waiting is not None and waiting >= 0
     assert kv_usage is not None and 0 < kv_usage <= 1
+    # The appliance's own scraper reads the same exposition.
+    scraped = appliance.get("/admin/load").json()["engine_metrics"]["tiny-llama"]
+    assert scraped["error"] is None and scraped["running"] is not None
+    assert scraped["kv_cache_usage"] is not None
 
 
 def test_a_killed_engine_is_restarted_and_serves_again(appliance: VllmAppliance):
