@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from appliance.agents.orchestrator import Orchestrator
@@ -78,7 +79,9 @@ class Services:
         return cls(
             config,
             endpoints,
-            supervisor=_supervisor(specs, config.server.shutdown_grace_s),
+            supervisor=_supervisor(
+                specs, config.server.shutdown_grace_s, Path(config.server.data_dir) / "engines"
+            ),
             notifier=notifier,
         )
 
@@ -147,7 +150,7 @@ class Services:
         await self.gateway.aclose()
 
 
-def _supervisor(specs: list[LaunchSpec], grace_s: float) -> Any | None:
+def _supervisor(specs: list[LaunchSpec], grace_s: float, run_dir: Path) -> Any | None:
     if not specs:
         return None
     from appliance.engines.health import HttpHealthProbe
@@ -156,7 +159,7 @@ def _supervisor(specs: list[LaunchSpec], grace_s: float) -> Any | None:
 
     return Supervisor(
         specs,
-        spawner=SubprocessSpawner(),
+        spawner=SubprocessSpawner(run_dir),
         probe=HttpHealthProbe(),
         policy=RestartPolicy(stop_grace_s=grace_s),
     )

@@ -77,6 +77,9 @@ def reason(exc: BaseException) -> str:
         return "invalid output"
     if isinstance(exc, EngineUnavailable):
         return "no engine available"
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):  # the engine refused it; the gateway logged the engine's message
+        return f"engine answered {status}"
     return type(exc).__name__
 
 

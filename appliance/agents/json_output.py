@@ -35,7 +35,8 @@ _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
 @cache
 def json_schema(kind: type[msgspec.Struct]) -> dict[str, Any]:
-    """The struct's JSON schema with the root inlined (guided decoders prefer an object root)."""
+    """The struct's JSON schema with the root inlined (guided decoders prefer an object root),
+    and its keyed lists in their keyed form."""
     schema = msgspec.json.schema(kind)
     defs = dict(schema.get("$defs", {}))
     ref = schema.get("$ref", "")
@@ -44,9 +45,37 @@ def json_schema(kind: type[msgspec.Struct]) -> dict[str, Any]:
     root = dict(defs.pop(ref.removeprefix("#/$defs/")))
     if _refers(root, ref) or _refers(defs, ref):
         return schema  # a recursive root keeps the reference form
+    for field, key in keyed_lists(kind).items():
+        root["properties"] = {
+            **root["properties"],
+            field: _keyed(root["properties"][field], key, defs),
+        }
     if defs:
         root["$defs"] = defs
     return root
+
+
+def keyed_lists(kind: type[msgspec.Struct]) -> dict[str, str]:
+    """List fields whose items have a unique enumerated `key`: the model writes them as an object
+    from key to the rest of the item, so the grammar itself rules out a key named twice."""
+    return dict(getattr(kind, "keyed_lists", {}))
+
+
+def _keyed(array: dict[str, Any], key: str, defs: dict[str, Any]) -> dict[str, Any]:
+    item = array["items"]
+    item = defs[item["$ref"].removeprefix("#/$defs/")] if "$ref" in item else item
+    rest = {
+        **item,
+        "properties": {k: v for k, v in item["properties"].items() if k != key},
+        "required": [r for r in item.get("required", []) if r != key],
+    }
+    rest.pop("title", None)
+    names = item["properties"][key]["enum"]
+    return {
+        "type": "object",
+        "properties": {name: rest for name in names},
+        "additionalProperties": False,
+    }
 
 
 def _refers(node: Any, ref: str) -> bool:
@@ -79,7 +108,19 @@ def decode(text: str | None, kind: type[T]) -> T:
     fenced = _FENCE.match(body)
     if fenced:
         body = fenced.group(1)
-    return msgspec.json.decode(body, type=kind)
+    keyed = keyed_lists(kind)
+    if not keyed:
+        return msgspec.json.decode(body, type=kind)
+    data = msgspec.json.decode(body)
+    if isinstance(data, dict):
+        for field, key in keyed.items():
+            value = data.get(field)
+            if isinstance(value, dict):  # the keyed form back to the list the struct holds
+                data[field] = [
+                    {key: name, **item} if isinstance(item, dict) else item
+                    for name, item in value.items()
+                ]
+    return msgspec.convert(data, kind)
 
 
 def describe(exc: Exception) -> str:

@@ -8,7 +8,7 @@ value without a model (the simulator) then picks the harmless one.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta, Struct
 
@@ -33,8 +33,11 @@ GuardrailCategory = Literal[
     "privacy",
     "unsupportive_reply",
 ]
-Score = Annotated[float, Meta(ge=0.0, le=1.0)]
-Count = Annotated[int, Meta(ge=0)]
+# Every value bounded, so that guided decoding cannot produce an absurd one (an evidence count
+# of 10^34 is valid JSON for an unbounded integer) nor a string that runs into max_tokens.
+# Scores in hundredths: a schema-driven decoder given only a range may write digits without end.
+Score = Annotated[float, Meta(ge=0.0, le=1.0, extra_json_schema={"multipleOf": 0.01})]
+Count = Annotated[int, Meta(ge=0, le=1000)]
 ShortText = Annotated[str, Meta(max_length=300)]
 
 VERDICT_ORDER: tuple[Verdict, ...] = ("allow", "caution", "block", "crisis")
@@ -84,6 +87,10 @@ class Trait(Output, frozen=True, kw_only=True):
 
 class GeneticTraits(Output, frozen=True, kw_only=True):
     """Stable traits and preferences, for personalising Kai; only what the evidence supports."""
+
+    # Asked of the model as an object keyed by trait name, so that guided decoding cannot name a
+    # trait twice (a list schema cannot forbid it); see `json_output.keyed_lists`.
+    keyed_lists: ClassVar[dict[str, str]] = {"traits": "name"}
 
     traits: Annotated[list[Trait], Meta(max_length=len(TraitName.__args__))] = []
     overall_confidence: Score = 0.0

@@ -78,7 +78,11 @@ def load_config(
             "a profile that can run; this one is kept as an example only "
             f"(see `appliance plan --profile {chosen}` for why)",
         )
-    return _resolve(file, raw, chosen, prof, env)
+    config = _resolve(file, raw, chosen, prof, env)
+    from appliance.agents.budget import check_prompts_fit  # reads the agents' prompt files
+
+    check_prompts_fit(config)
+    return config
 
 
 def read_raw(path: str | os.PathLike[str] | None = None) -> RawConfig:

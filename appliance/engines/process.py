@@ -1,8 +1,12 @@
 """The spawner seam: how the supervisor starts an engine process and talks to its process group.
 
 `SubprocessSpawner` is the real one. Each engine runs in its own session (its own process group), so
-a stop signal reaches vLLM's worker processes too, and on Linux it is told by the kernel to die with
-SIGKILL when the appliance goes away, so no engine outlives the appliance. Tests pass a fake.
+a stop signal reaches vLLM's worker processes too. No engine outlives the appliance, however it
+ends: the engine is told by the kernel to die with SIGKILL when the appliance goes away, and a
+group guard (`group_guard.py`) then SIGKILLs the rest of its group (vLLM's EngineCore and workers).
+Given a run directory, the spawner records each engine's group there and, before starting an
+engine, ends a group left by an appliance that could not run its guard (both killed at once).
+Tests pass a fake.
 """
 
 from __future__ import annotations
@@ -17,17 +21,20 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Protocol, cast
 
 import psutil
 
 from appliance.engines.base import LaunchSpec
+from appliance.engines.group_guard import members
 
 # Output lines longer than this are cut into pieces rather than buffered without end.
 LINE_LIMIT = 64 * 1024
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SECRET_FLAG = re.compile(r"^--?[\w-]*(key|token|secret|password)[\w-]*", re.I)
 _PR_SET_PDEATHSIG = 1
+log = logging.getLogger("appliance.engines.process")
 
 
 class ProcessHandle(Protocol):
@@ -138,10 +145,19 @@ class _OutputProtocol(asyncio.SubprocessProtocol):
 class SubprocessHandle:
     """A real engine process started by `SubprocessSpawner`."""
 
-    def __init__(self, engine_id: str, pid: int, protocol: _OutputProtocol) -> None:
+    def __init__(
+        self,
+        engine_id: str,
+        pid: int,
+        protocol: _OutputProtocol,
+        guard: asyncio.BaseTransport | None = None,
+        record: Path | None = None,
+    ) -> None:
         self.engine_id = engine_id
         self._pid = pid
         self._protocol = protocol
+        self._guard = guard
+        self._record = record
         self._log = logging.getLogger(f"appliance.engine.{engine_id}")
 
     @property
@@ -181,13 +197,28 @@ class SubprocessHandle:
     def close(self) -> None:
         if self._protocol.transport is not None:
             self._protocol.transport.close()
+        if self._guard is not None and not _has_live_member(self._pid):
+            self._guard.close()
+            if self._record is not None:
+                self._record.unlink(missing_ok=True)
 
 
 class SubprocessSpawner:
-    """Starts engines as real child processes, each the leader of its own process group."""
+    """Starts engines as real child processes, each the leader of its own process group.
+
+    `run_dir`, when given, holds one record per engine (`ENGINE.pgid`) for the stale-engine
+    cleanup at the next start.
+    """
+
+    def __init__(self, run_dir: Path | None = None) -> None:
+        self._run_dir = run_dir
 
     async def spawn(self, spec: LaunchSpec) -> ProcessHandle:
         loop = asyncio.get_running_loop()
+        record = None
+        if self._run_dir is not None:
+            record = self._run_dir / f"{spec.engine_id}.pgid"
+            end_stale_group(record)
         transport, protocol = await loop.subprocess_exec(
             lambda: _OutputProtocol(loop),
             *spec.argv,
@@ -202,7 +233,80 @@ class SubprocessSpawner:
         logging.getLogger(f"appliance.engine.{spec.engine_id}").info(
             "started pid %d: %s", pid, " ".join(redact(spec.argv))
         )
-        return SubprocessHandle(spec.engine_id, pid, protocol)
+        if record is not None:
+            _write_record(record, pid)
+        guard = await _start_guard(loop, pid)
+        return SubprocessHandle(spec.engine_id, pid, protocol, guard, record)
+
+
+async def _start_guard(loop: asyncio.AbstractEventLoop, pgid: int) -> asyncio.BaseTransport | None:
+    """The group guard for `pgid` (Linux: it needs /proc and the parent-death signal)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    argv = [sys.executable, "-m", "appliance.engines.group_guard", str(pgid), str(os.getpid())]
+    try:
+        transport, _ = await loop.subprocess_exec(
+            asyncio.SubprocessProtocol,
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        log.warning("could not start the group guard for pid %d", pgid, exc_info=True)
+        return None
+    return transport
+
+
+def _write_record(record: Path, pid: int) -> None:
+    try:
+        created = psutil.Process(pid).create_time()
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{pid} {created:.3f}\n", encoding="ascii")
+    except (OSError, psutil.Error):
+        log.warning("could not record engine group %d in %s", pid, record, exc_info=True)
+
+
+def end_stale_group(record: Path) -> list[int]:
+    """SIGKILL what is left of the engine group `record` names; the pids ended.
+
+    Only processes that are really that engine's: the group's leader, if alive, must have the
+    recorded start time (else the pid was reused), and every member must have started since.
+    """
+    try:
+        pgid_text, created_text = record.read_text(encoding="ascii").split()
+        pgid, created = int(pgid_text), float(created_text)
+    except (OSError, ValueError):
+        return []
+    ended: list[int] = []
+    try:
+        leader = psutil.Process(pgid)
+        if abs(leader.create_time() - created) > 1.0:
+            record.unlink(missing_ok=True)
+            return []
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.Error:
+        return []
+    for pid in members(pgid):
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() >= created - 1.0:
+                proc.kill()
+                ended.append(pid)
+        except psutil.Error:
+            continue
+    if ended:
+        log.warning(
+            "ended %d process(es) of engine group %d left by an earlier run: %s",
+            len(ended),
+            pgid,
+            " ".join(map(str, ended)),
+        )
+        psutil.wait_procs([psutil.Process(p) for p in ended if psutil.pid_exists(p)], timeout=10)
+    record.unlink(missing_ok=True)
+    return ended
 
 
 def _has_live_member(pgid: int) -> bool:

@@ -6,7 +6,7 @@ The command line is built from the engine's config and its placement:
         --tensor-parallel-size N --gpu-memory-utilization F --max-model-len L --max-num-seqs S
         --max-log-len 0 [--quantization Q] [--dtype D] --enable-prefix-caching|--no-enable-...
         --generation-config vllm --disable-access-log-for-endpoints /health,/metrics
-        [extra_args...]
+        --structured-outputs-config {"backend":"guidance",...} [--enforce-eager] [extra_args...]
 
 Choices that are not obvious:
 
@@ -25,6 +25,8 @@ Choices that are not obvious:
   checkpoint's generation_config.json adds to every request (docs/vllm-engines.md).
 - `CUDA_DEVICE_ORDER=PCI_BUS_ID` makes `CUDA_VISIBLE_DEVICES` count GPUs the way NVML (and so
   the planner) does; CUDA's default order puts the fastest first.
+- On a host without GPUs (a profile with `gpus = "cpu"`, vLLM's CPU build) the KV cache size
+  comes from the plan in `VLLM_CPU_KVCACHE_SPACE`, and the engine runs eager.
 - Air-gapped hosts: a model given as a local directory sets `HF_HUB_OFFLINE=1` and
   `TRANSFORMERS_OFFLINE=1`; usage statistics are always off.
 """
@@ -93,6 +95,15 @@ DECIDED_FLAGS = (
     "--generation-config", "vllm",
     "--disable-access-log-for-endpoints", "/health,/metrics",
 )  # fmt: skip
+# Guided JSON that stays valid: vLLM's default backend let control characters into strings,
+# broke maxLength and padded with whitespace until max_tokens ran out; llguidance with no free
+# whitespace gave schema-valid answers every time. extra_args may set another configuration.
+STRUCTURED_OUTPUTS = (
+    "--structured-outputs-config",
+    '{"backend":"guidance","disable_any_whitespace":true}',
+)
+# On CPU, compiling the model adds about 20 s to every start and gains little at small batch.
+CPU_EAGER_UNLESS = ("--enforce-eager", "--no-enforce-eager", "--compilation-config", "-O")
 
 
 class Placement(Protocol):
@@ -105,6 +116,13 @@ class Placement(Protocol):
     def gpu_memory_utilization(self) -> float: ...
 
     # An entry may also carry `cuda_devices` (MIG UUIDs): CUDA_VISIBLE_DEVICES then names those.
+    @property
+    def device(self) -> str:
+        """ "gpu", or "cpu" for an engine planned on host memory (vLLM's CPU build)."""
+        ...
+
+    @property
+    def kv_cache_bytes_per_gpu(self) -> int: ...
 
 
 # Where the gateway reaches it: loopback, behind the appliance's internal key.
@@ -122,7 +140,7 @@ def launch_spec(engine: EngineConfig, api_key: str, placement: Placement | None)
     return LaunchSpec(
         engine_id=engine.id,
         argv=tuple(argv),
-        env=environment(engine, api_key, cuda),
+        env=environment(engine, api_key, cuda, placement),
         health_url=f"http://{HOST}:{port}/health",
         startup_timeout_s=engine.startup_timeout_s or DEFAULT_STARTUP_TIMEOUT_S,
         gpus=gpus,
@@ -181,7 +199,12 @@ def model_argument(engine: EngineConfig) -> str:
     return engine.model
 
 
-def environment(engine: EngineConfig, api_key: str, gpus: tuple[int | str, ...]) -> dict[str, str]:
+def environment(
+    engine: EngineConfig,
+    api_key: str,
+    gpus: tuple[int | str, ...],
+    placement: Placement | None = None,
+) -> dict[str, str]:
     """`gpus`: CUDA indices or MIG UUIDs, as CUDA_VISIBLE_DEVICES names them."""
     env = {
         "VLLM_API_KEY": api_key,
@@ -192,10 +215,24 @@ def environment(engine: EngineConfig, api_key: str, gpus: tuple[int | str, ...])
     }
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+    if placement is not None and on_cpu(placement):
+        # On CPU the KV cache is allocated up front; without an explicit size vLLM takes a share
+        # of all RAM and refuses to start when that much is not free.
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(_whole_gib(placement.kv_cache_bytes_per_gpu))
+        env["VLLM_TARGET_DEVICE"] = "cpu"
     if is_local_model(engine.model):
         env["HF_HUB_OFFLINE"] = "1"
         env["TRANSFORMERS_OFFLINE"] = "1"
     return env
+
+
+def on_cpu(placement: Placement | None) -> bool:
+    return getattr(placement, "device", "gpu") == "cpu"
+
+
+def _whole_gib(size: int) -> int:
+    gib = 1 << 30
+    return max(1, -(-size // gib))
 
 
 def find_vllm(engine: EngineConfig) -> str:
@@ -240,6 +277,10 @@ def _flags(engine: EngineConfig, port: int, placement: Placement | None) -> list
         else ("--no-enable-prefix-caching")
     )
     flags += DECIDED_FLAGS
+    if not _given(engine, (STRUCTURED_OUTPUTS[0], "--structured_outputs_config")):
+        flags += STRUCTURED_OUTPUTS
+    if on_cpu(placement) and not _given(engine, CPU_EAGER_UNLESS):
+        flags.append("--enforce-eager")
     return flags
 
 
@@ -265,6 +306,11 @@ def hub_id_quantized(model: str) -> bool:
         re.search(rf"(?<![a-z0-9]){re.escape(marker)}(?![a-z0-9])", name)
         for marker in QUANTIZED_NAME_MARKERS
     )
+
+
+def _given(engine: EngineConfig, prefixes: tuple[str, ...]) -> bool:
+    """Whether extra_args sets an option itself (also as `--flag=value` or `--flag.key`)."""
+    return any(arg.startswith(prefixes) for arg in engine.extra_args)
 
 
 def _checkpoint_quantized(engine: EngineConfig) -> bool:

@@ -288,9 +288,29 @@ async def _openai_call(client: EngineClient, payload: dict[str, Any]) -> Any:
         if is_retryable_status(exc.status_code):
             header = exc.response.headers.get("retry-after")
             raise RetryableStatus(exc.status_code, _float_or_none(header)) from exc
+        # Why the engine refused (a prompt beyond max_model_len, a bad schema): vLLM's message
+        # names limits and parameters, never the request's text, which is not logged.
+        log.warning(
+            "engine %s refused a request: %d %s",
+            client.engine_id,
+            exc.status_code,
+            engine_message(exc.body),
+        )
         raise
     except openai.APIConnectionError as exc:  # includes timeouts
         raise httpx2.TransportError(type(exc).__name__) from exc
+
+
+def engine_message(body: object, limit: int = 500) -> str:
+    """The message of an engine's error body (OpenAI's or vLLM's shape), on one short line."""
+    message: object = body
+    if isinstance(body, dict):
+        inner = body.get("error")
+        message = body.get("message") or (
+            inner.get("message") if isinstance(inner, dict) else inner
+        )
+    text = " ".join(str(message or "no message").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _float_or_none(value: str | None) -> float | None:

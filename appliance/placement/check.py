@@ -1,6 +1,7 @@
 """Plan a profile on the GPUs at hand, and refuse to launch one that does not fit.
 
-The GPUs come from, in order: a declared spec given for a what-if (`--gpus 2xA100-40GB`), NVML
+A profile with `gpus = "cpu"` is planned on host memory for vLLM's CPU build (`host.py`).
+Otherwise the GPUs come from, in order: a declared spec given for a what-if (`--gpus 2xA100-40GB`), NVML
 on this host, the profile's own `gpus`. A host without the NVIDIA driver plans for the declared
 hardware and says so.
 """
@@ -15,6 +16,7 @@ from appliance.config.schema import CatalogEntry, Config, EngineConfig
 from appliance.errors import ConfigError, PlacementError
 from appliance.monitor.nvml import GpuInfo, NvmlUnavailable, read_gpus
 from appliance.placement.gpus import Gpu, GpuSpecError, from_nvml, parse_gpu_spec
+from appliance.placement.host import is_host_spec, plan_on_host
 from appliance.placement.plan import Plan, Suggestion
 from appliance.placement.planner import GpuSource, plan_engines
 from appliance.placement.render import explain
@@ -54,6 +56,8 @@ def plan_profile(
     (replaced in tests, and cached by `appliance plan --all`)."""
     if not any(e.kind == "vllm" for e in engines):
         return plan_engines(engines, [], catalog, profile=profile, source=source)
+    if gpus is None and is_host_spec(declared):
+        return plan_on_host(profile, engines, catalog, source=source)
     found, where, note = resolve_gpus(gpus, declared, source=source, profile=profile, read=read)
     plan = plan_engines(
         engines,

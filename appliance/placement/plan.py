@@ -52,6 +52,8 @@ class EnginePlan(Struct, frozen=True, kw_only=True):
     problems: tuple[str, ...] = ()
     # CUDA_VISIBLE_DEVICES for it: the GPU indices, or MIG UUIDs where it runs on a MIG instance.
     cuda_devices: tuple[str, ...] = ()
+    # "cpu": planned on host memory for vLLM's CPU build (`gpus` is then empty).
+    device: Literal["gpu", "cpu"] = "gpu"
 
     @property
     def overhead_bytes_per_gpu(self) -> int:
@@ -89,7 +91,7 @@ class Suggestion(Struct, frozen=True, kw_only=True):
 
 class Plan(Struct, frozen=True, kw_only=True):
     profile: str
-    gpu_source: Literal["nvml", "declared", "what-if", "none"]
+    gpu_source: Literal["nvml", "declared", "what-if", "none", "host"]
     gpus_note: str
     gpus: tuple[Gpu, ...]
     engines: tuple[EnginePlan, ...]

@@ -88,7 +88,7 @@ def _table(plan: Plan) -> list[str]:
 def _row(e: EnginePlan) -> tuple[str, ...]:
     return (
         e.engine_id,
-        ",".join(str(i) for i in e.gpus) or "-",
+        ",".join(str(i) for i in e.gpus) or ("cpu" if e.device == "cpu" else "-"),
         str(e.tensor_parallel_size),
         f"{e.weight_format} {gib(e.weight_bytes)}",
         gib(e.weight_bytes_per_gpu),
@@ -116,6 +116,13 @@ def _gpu_lines(plan: Plan) -> list[str]:
 
 
 def _memory_line(e: EnginePlan) -> str:
+    if e.device == "cpu":
+        return (
+            f"{e.engine_id}: host memory {gib(e.budget_bytes_per_gpu)} = weights "
+            f"{gib(e.weight_bytes)} + runtime {gib(e.runtime_bytes_per_gpu)} + activations "
+            f"{gib(e.activation_bytes_per_gpu)} + KV cache {gib(e.kv_cache_bytes_per_gpu)} "
+            "(VLLM_CPU_KVCACHE_SPACE)"
+        )
     if not e.gpus:
         return f"{e.engine_id}: not placed"
     parts = (

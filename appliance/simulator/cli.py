@@ -39,6 +39,9 @@ IGNORED_FLAGS: dict[str, bool] = {
     "--disable-log-requests": False,
     "--disable-log-stats": False,
     "--trust-remote-code": False,
+    # The appliance sets it on every vllm engine; the simulator's answers are always schema-valid.
+    "--structured-outputs-config": True,
+    "--enforce-eager": False,
 }
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 

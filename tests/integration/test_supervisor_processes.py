@@ -48,6 +48,7 @@ class RecordingSpawner(SubprocessSpawner):
     """The real spawner, noting every pid it started."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.pids: list[int] = []
 
     async def spawn(self, spec: LaunchSpec) -> ProcessHandle:
@@ -234,6 +235,7 @@ async def test_no_engine_outlives_a_killed_appliance(loop: str):
         str(STAND_IN),
         "--port",
         str(port),
+        "--grandchild",
         stdout=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
@@ -243,11 +245,12 @@ async def test_no_engine_outlives_a_killed_appliance(loop: str):
         line = await asyncio.wait_for(parent.stdout.readline(), 60)
         assert line.startswith(b"running ")
         engine = int(line.split()[1])
-        assert pid_alive(engine)
+        worker = _worker_of(engine)  # a vLLM worker's stand-in: the parent-death signal misses it
+        assert pid_alive(engine) and pid_alive(worker)
 
         parent.kill()  # SIGKILL: the appliance gets no chance to stop anything
         await parent.wait()
-        await until(lambda: not pid_alive(engine), timeout=10)
+        await until(lambda: not pid_alive(engine) and not pid_alive(worker), timeout=10)
     finally:
         if parent.returncode is None:
             parent.kill()

@@ -171,6 +171,7 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
             "--max-model-len", "8192", "--max-num-seqs", "8", "--max-log-len", "0",
             "--enable-prefix-caching",
             "--generation-config", "vllm", "--disable-access-log-for-endpoints", "/health,/metrics",
+            "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         ],
         "qwen-local": [
             "serve", local,
@@ -181,6 +182,7 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
             "--max-model-len", "8192", "--max-num-seqs", "4", "--max-log-len", "0",
             "--dtype", "bfloat16", "--no-enable-prefix-caching",
             "--generation-config", "vllm", "--disable-access-log-for-endpoints", "/health,/metrics",
+            "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
             "--trust-remote-code",
         ],
         "llama-8b": [
@@ -192,6 +194,7 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
             "--max-model-len", "4096", "--max-num-seqs", "16", "--max-log-len", "0",
             "--quantization", "fp8", "--enable-prefix-caching",
             "--generation-config", "vllm", "--disable-access-log-for-endpoints", "/health,/metrics",
+            "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         ],
     }  # fmt: skip
     devices = {"llama-70b": "0,1", "qwen-local": "0", "llama-8b": "1"}

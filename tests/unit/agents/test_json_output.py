@@ -31,7 +31,7 @@ def test_schemas_have_an_object_root_and_benign_first_choices() -> None:
         assert schema["type"] == "object"
         assert schema["additionalProperties"] is False
         # What a schema-driven engine picks without a model validates, and is the harmless value.
-        msgspec.convert(instance(schema), kind)
+        decode(msgspec.json.encode(instance(schema)).decode(), kind)
     verdict = msgspec.convert(instance(json_schema(GuardrailVerdict)), GuardrailVerdict)
     assert (verdict.verdict, verdict.risk_level) == ("allow", "none")
     insights = msgspec.convert(instance(json_schema(WellnessInsights)), WellnessInsights)
@@ -112,3 +112,32 @@ def test_describe_drops_quoted_values() -> None:
     except msgspec.ValidationError as exc:
         text = describe(exc)
     assert "secret" not in text and "$.verdict" in text
+
+
+def test_genetic_traits_are_asked_for_keyed_by_name_so_none_can_repeat() -> None:
+    schema = json_schema(GeneticTraits)
+    traits = schema["properties"]["traits"]
+    assert traits["type"] == "object" and traits["additionalProperties"] is False
+    assert set(traits["properties"]) >= {"openness", "optimism", "resilience"}
+    one = traits["properties"]["optimism"]
+    assert "name" not in one["properties"] and "name" not in one["required"]
+    assert set(one["required"]) == {"score", "evidence_count", "confidence"}
+
+    answer = (
+        '{"traits": {"optimism": {"score": 0.5, "evidence_count": 2, "confidence": 0.25}, '
+        '"resilience": {"score": 0.75, "evidence_count": 1, "confidence": 0.5}}, '
+        '"overall_confidence": 0.4, "summary": "s"}'
+    )
+    decoded = decode(answer, GeneticTraits)
+    assert [t.name for t in decoded.traits] == ["optimism", "resilience"]
+    assert decoded.traits[0].evidence_count == 2
+    with pytest.raises(msgspec.ValidationError):
+        decode(
+            '{"traits": {"optimism": {"score": 5, "evidence_count": 1, "confidence": 0}}}',
+            GeneticTraits,
+        )
+    with pytest.raises(msgspec.ValidationError):
+        decode(
+            '{"traits": {"sleepiness": {"score": 0.5, "evidence_count": 1, "confidence": 0}}}',
+            GeneticTraits,
+        )

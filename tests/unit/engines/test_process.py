@@ -7,9 +7,11 @@ see `pytest_asyncio_loop_factories` in conftest.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 
@@ -23,6 +25,7 @@ from appliance.engines.process import (
     child_env,
     clean_line,
     describe_exit,
+    end_stale_group,
     redact,
 )
 
@@ -175,3 +178,60 @@ async def test_missing_program_raises_oserror():
     )
     with pytest.raises(OSError):
         await SubprocessSpawner().spawn(spec)
+
+
+def _group_with_a_worker() -> tuple[psutil.Popen, int]:
+    """A session leader with a child, like an engine and its worker; (leader, worker pid)."""
+    code = "import subprocess, sys, time; "
+    code += "w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+    code += "print(w.pid, flush=True); time.sleep(120)"
+    leader = psutil.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert leader.stdout is not None
+    return leader, int(leader.stdout.readline())
+
+
+def test_a_stale_engine_group_left_by_an_earlier_run_is_ended(tmp_path):
+    leader, worker = _group_with_a_worker()
+    record = tmp_path / "engine.pgid"
+    record.write_text(f"{leader.pid} {leader.create_time():.3f}\n")
+    try:
+        ended = end_stale_group(record)
+        assert sorted(ended) == sorted([leader.pid, worker])
+        leader.wait(10)
+        assert gone(worker) and not record.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait(10)
+
+
+def test_a_record_whose_pid_now_belongs_to_another_process_ends_nothing(tmp_path):
+    leader, worker = _group_with_a_worker()
+    record = tmp_path / "engine.pgid"
+    record.write_text(f"{leader.pid} {leader.create_time() - 3600:.3f}\n")  # an older start
+    try:
+        assert end_stale_group(record) == []
+        assert leader.is_running() and not gone(worker)
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait(10)
+
+
+async def test_the_spawner_records_each_engine_group_and_forgets_it_once_ended(tmp_path):
+    spawner = SubprocessSpawner(tmp_path)
+    handle = await spawner.spawn(python("import time; time.sleep(120)"))
+    record = tmp_path / "tiny.pgid"
+    try:
+        pid, created = record.read_text().split()
+        assert int(pid) == handle.pid
+        assert abs(float(created) - psutil.Process(handle.pid).create_time()) < 0.01
+    finally:
+        handle.signal_group(signal.SIGKILL)
+        await asyncio.wait_for(handle.wait(), 20)
+        async with asyncio.timeout(20):
+            while handle.signal_group(0):
+                await asyncio.sleep(0.05)
+        handle.close()
+    assert not record.exists()

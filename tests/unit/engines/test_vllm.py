@@ -55,6 +55,7 @@ def test_the_balanced_profile_launches_exactly_these_commands(fake_vllm):
         "--enable-prefix-caching",
         "--generation-config", "vllm",
         "--disable-access-log-for-endpoints", "/health,/metrics",
+        "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
     )  # fmt: skip
     assert spec.env == {
         "VLLM_API_KEY": KEY,
@@ -83,6 +84,7 @@ def test_the_balanced_profile_launches_exactly_these_commands(fake_vllm):
         "--enable-prefix-caching",
         "--generation-config", "vllm",
         "--disable-access-log-for-endpoints", "/health,/metrics",
+        "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
     )  # fmt: skip
     assert spec.env["CUDA_VISIBLE_DEVICES"] == "0,1"
 
@@ -209,11 +211,12 @@ def make_arg_parser(parser):
     for flag in ("--host", "--port", "--served-model-name", "--gpu-memory-utilization",
                  "--max-model-len", "--max-num-seqs", "--max-log-len", "--quantization",
                  "--dtype", "--generation-config", "--disable-access-log-for-endpoints",
-                 "--max-num-batched-tokens", "--kv-cache-dtype"):
+                 "--max-num-batched-tokens", "--kv-cache-dtype", "--structured-outputs-config"):
         parser.add_argument(flag, nargs="+" if flag == "--served-model-name" else None)
     parser.add_argument("--tensor-parallel-size", "-tp", type=int)
     parser.add_argument("--enable-log-requests", action=argparse.BooleanOptionalAction)
     parser.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction)
+    parser.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction)
     parser.add_argument("--some-new-alias-of-logging", dest="enable_log_requests",
                         action="store_true")
     return parser
@@ -315,3 +318,29 @@ def test_config_validate_refuses_a_reserved_flag_in_a_vllm_engines_extra_args(
     good = tmp_path / "good.toml"
     good.write_text(text)
     assert main(["config", "validate", "--config", str(good), "--profile", "balanced"]) == 0
+
+
+def test_a_cpu_engine_gets_its_kv_cache_size_runs_eager_and_sees_no_gpus(fake_vllm, tmp_path):
+    from tests.unit.placement.test_placement_host import cpu_config
+
+    config = cpu_config(tmp_path)
+    plan = check_plan(config)
+    spec = vllm.launch_spec(config.engines[0], KEY, plan.engine("tiny-llama"))
+    assert spec.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert spec.env["VLLM_TARGET_DEVICE"] == "cpu"
+    assert "CUDA_VISIBLE_DEVICES" not in spec.env and spec.gpus == ()
+    assert spec.argv[-1] == "--enforce-eager"
+    assert _pair(spec.argv, "--structured-outputs-config")[1] == (
+        '{"backend":"guidance","disable_any_whitespace":true}'
+    )
+
+
+def test_extra_args_may_choose_compilation_and_another_structured_output_setup(fake_vllm, tmp_path):
+    from tests.unit.placement.test_placement_host import cpu_config
+
+    extra = ("--no-enforce-eager", "--structured-outputs-config.backend=xgrammar")
+    config = cpu_config(tmp_path, extra_args=extra)
+    spec = vllm.launch_spec(config.engines[0], KEY, check_plan(config).engine("tiny-llama"))
+    assert "--enforce-eager" not in spec.argv
+    assert "--structured-outputs-config" not in spec.argv
+    assert spec.argv[-2:] == extra
