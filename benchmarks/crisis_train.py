@@ -25,21 +25,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.agents.classifier import (  # noqa: E402
+from appliance.agents.classifier import (
     CATEGORIES,
     CATEGORY_OF,
     HEAD_FILE,
     CrisisClassifier,
     Head,
 )
-from appliance.agents.crisis import detect, framing  # noqa: E402
-from appliance.agents.encoder import Encoder  # noqa: E402
-from benchmarks.crisis_data import Example, load  # noqa: E402
+from appliance.agents.crisis import detect, framing
+from appliance.agents.encoder import shared_encoder
+from benchmarks.crisis_data import Example, load
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / HEAD_FILE
 STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
 CATEGORY_STRENGTH = 0.1
-CAUTION_FRACTION = 0.5
+CAUTION_FRACTION = 0.7
 THRESHOLDS = np.round(np.arange(0.95, 0.04, -0.01), 2)
 
 
@@ -105,14 +105,14 @@ def softmax_regression(x: np.ndarray, y: np.ndarray, k: int, strength: float) ->
 
 
 def layered(head: Head, dev: list[Example], dev_vectors: list[np.ndarray]) -> np.ndarray:
-    """For each dev example, the classifier score that would still be needed to flag it: 0 where
-    the phrase lists flag it, 2 (never) where a framing cue caps it, else its score."""
+    """For each dev example, a score that the threshold compares: 2 (always flagged) where the
+    phrase lists flag it, -1 (never) where a framing cue caps it, else the classifier's."""
     out = []
     for example, v in zip(dev, dev_vectors, strict=True):
         if detect(example.text).is_crisis:
-            out.append(0.0)
-        elif framing(example.text) is not None:
             out.append(2.0)
+        elif framing(example.text) is not None:
+            out.append(-1.0)
         else:
             out.append(float(head.crisis_probability(v.astype(np.float32)).max()))
     return np.array(out)
@@ -138,7 +138,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    encoder = Encoder()
+    encoder = shared_encoder()
     blank = Head(
         np.zeros(384, np.float32),
         0.0,

@@ -28,7 +28,7 @@ from appliance.config.schema import CrisisCategory
 
 HEAD_FILE = "crisis_head.npz"
 CONTEXT_TURNS = 3  # the newest user turn and up to two before it, joined, are read as one
-MAX_WINDOWS = 3  # a long message is read in at most this many segments (first, middle, last)
+MAX_WINDOWS = 2  # a long message is read in at most this many segments (its start and end)
 
 # The corpus' fine labels and the crisis category each stands for; labels not here are controls.
 CATEGORY_OF: dict[str, CrisisCategory] = {
@@ -131,13 +131,13 @@ class CrisisClassifier:
         return classifier
 
     def segments(self, text: str, context: Sequence[str] = ()) -> list[list[int]]:
-        """Word-piece segments to read: the newest message (a long one in up to three windows),
+        """Word-piece segments to read: the newest message (a long one by its start and end),
         and, when there are earlier user turns, the last few turns joined, newest last."""
         room = self.encoder.room
         tokens = self.encoder.tokens(text)
         windows = [tokens[i : i + room] for i in range(0, max(len(tokens), 1), room)]
         if len(windows) > MAX_WINDOWS:
-            windows = [windows[0], windows[len(windows) // 2], windows[-1]]
+            windows = [windows[0], windows[-1]]
         earlier = [t for t in context if t.strip()][-(CONTEXT_TURNS - 1) :]
         if earlier:
             joined = self.encoder.tokens("\n".join([*earlier, text]))

@@ -13,13 +13,17 @@ The Guardrail model, when it can run, judges after this and may only raise the l
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from appliance.agents.classifier import CrisisClassifier
 from appliance.agents.crisis import NO_SIGNAL, CrisisSignal, Cue, detect, framing
+from appliance.agents.encoder import EncoderMissing
+
+log = logging.getLogger("appliance.agents.detector")
 
 Layer = Literal["patterns", "classifier"]
 
@@ -72,3 +76,29 @@ class CrisisDetector:
         else:
             source = "patterns"
         return Detection(signal, source, verdict.score, cue, time.perf_counter() - started)
+
+    def snapshot(self) -> dict[str, Any]:
+        """For /health/detailed: whether the classifier is loaded, how long that took, its
+        thresholds."""
+        if self.classifier is None:
+            return {"loaded": False, "layers": ["patterns"]}
+        head = self.classifier.head
+        return {
+            "loaded": True,
+            "layers": ["patterns", "classifier"],
+            "load_s": round(self.classifier.load_s, 3),
+            "crisis_threshold": head.crisis_threshold,
+            "caution_threshold": head.caution_threshold,
+        }
+
+
+def default_detector() -> CrisisDetector:
+    """The phrase lists and the packaged classifier. Without the encoder package the phrase lists
+    work alone, and the error log and /health/detailed say so."""
+    try:
+        classifier = CrisisClassifier.load()
+    except EncoderMissing as exc:
+        log.error("crisis classifier not loaded, phrase lists only: %s", exc.message)
+        return CrisisDetector(None)
+    log.info("crisis classifier loaded in %.2f s", classifier.load_s)
+    return CrisisDetector(classifier)

@@ -202,7 +202,8 @@ async def test_guardrail_down_fail_open_releases_and_says_so() -> None:
     orch, gw = build(guardrail_unavailable="fail_open")
     gw.always("guardrail", DOWN)
     answer = await orch.converse(turn("I had a rough day"))
-    assert answer.reply == KAI and not answer.safety.withheld
+    assert answer.reply.startswith(KAI) and not answer.safety.withheld
+    assert "988" in answer.reply  # the Guardrail could not judge: a line with the resources
     assert answer.safety.policy_applied == "fail_open"
     assert answer.notice is not None and "fail-open" in answer.notice
 
@@ -235,7 +236,8 @@ async def test_caution_from_the_detector_is_kept_when_the_model_allows() -> None
     orch, _ = build()
     answer = await orch.converse(turn("I would never hurt myself, I just feel flat"))
     assert answer.safety.verdict == "caution"
-    assert answer.reply == KAI
+    assert answer.reply.startswith(KAI)
+    assert "If things start to feel unsafe" in answer.reply  # a gentle offer of resources
 
 
 # Fallback steps ------------------------------------------------------------------------------
