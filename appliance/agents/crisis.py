@@ -54,6 +54,9 @@ _CONTRACTIONS = {
     "isn't": "is not",
     "aren't": "are not",
     "wasn't": "was not",
+    "haven't": "have not",
+    "hasn't": "has not",
+    "havent": "have not",
     "ain't": "am not",
     "i'm": "i am",
     "im": "i am",
@@ -248,7 +251,10 @@ def detect(text: str) -> CrisisSignal:
     if _STRETCHED.search(text.lower()):  # "killll", "dieeee": try stretched letters as one too
         clauses += normalise(text, repeats=1)
     for clause in clauses:
-        signal = signal.merge(_clause_signal(clause))
+        found = _clause_signal(clause)
+        if found.is_crisis and _framed(clause) in _CAPS_CLAUSE:  # "I have no thoughts of ..."
+            found = CrisisSignal("caution", found.categories)
+        signal = signal.merge(found)
     if signal.is_crisis and framing(text) == "past":  # "I used to cut; clean for three years"
         return CrisisSignal("caution", signal.categories)
     return signal
@@ -323,7 +329,8 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"\b(?:used to|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in )|"
         r"back (?:then|in \d+)|in (?:high school|college|my (?:teens|twenties))|"
         r"(?:clean|free|sober) (?:for|since)|been clean|(?:self harm|suicide|cut\w*) free|"
-        r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been) (?:recovered|in recovery)|"
+        r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been|i have) (?:recovered|in recovery)|"
+        r"(?:that|it) passed|i am still here|worked through|not like that (?:any ?more|now)|"
         r"(?:is|are|it is) (?:behind me|in the past)|(?:much|so much) better (?:now|since)|"
         r"i am (?:okay|ok|safe|stable|doing (?:well|better|okay)) now|in a (?:much )?better place)\b"
     ),
@@ -335,6 +342,8 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"essay|thesis|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
         r"story|screenplay|lecture|exam|presentation|the news|report|video game|the game|poem|song|"
         r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
+        r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
+        r"mum|mom|dad)s? (?:\w+ )?(?:talks|wrote|says|said|asked) about|"
         r"warning signs|protocol|journalists?|volunteer\w*|training to be)\b"
     ),
     "accident": re.compile(
@@ -351,16 +360,22 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"ending my (?:gym|membership|subscription|contract)|going to (?:kill|murder) me)\b"
     ),
 }
+# The cues that also cap a phrase-list crisis in their own clause (a denial in one clause does not
+# reach another: "I would never hurt myself, but I want to die"); a past cue caps the message.
+_CAPS_CLAUSE: tuple[Cue, ...] = ("negation", "third_person")
 # Words that make a message about now, whatever else it says: a past cue does not apply then.
 _NOW = re.compile(
     r"\b(?:again|tonight|today|right now|rn|now and|this (?:week|morning|evening)|last night|"
-    r"relapsed|just (?:cut|took|did)|going to|want to|about to)\b"
+    r"relapsed|just (?:cut|took|did)|about to)\b"
 )
 
 
 def framing(text: str) -> Cue | None:
     """The first framing cue found in `text`, or None. Cheap: a few searches over one string."""
-    joined = " . ".join(normalise(text))
+    return _framed(" . ".join(normalise(text)))
+
+
+def _framed(joined: str) -> Cue | None:
     bare = _NOT_NEGATION.sub(" ", joined)
     for cue, pattern in _CUES.items():
         if pattern.search(bare if cue == "negation" else joined):
