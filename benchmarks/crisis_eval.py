@@ -9,7 +9,8 @@ Prints, for the whole detector as the appliance runs it when the Guardrail model
 - the false-positive rate (called a crisis) and the caution rate on each control and all controls;
 - a confusion table: label x (crisis / caution / none);
 - the classifier's load time, the latency per message (p50/p99 over every message, each timed
-  alone, `--repeat` times) and the added resident memory.
+  alone, `--repeat` times), the latency added to a Kai turn (the message read with two earlier
+  turns), and the added resident memory.
 The split is fixed in the corpus files; the test split is only ever read here.
 """
 
@@ -62,11 +63,17 @@ def main() -> int:
         found = detector.detect(example.text, example.context)
         outcome[example.label][found.level] += 1
         by_patterns[example.label][detect(example.text).level] += 1
+    turn_latencies: list[float] = []
     for _ in range(args.repeat):
-        for example in examples:
+        for i, example in enumerate(examples):
             t0 = time.perf_counter()
             detector.detect(example.text, example.context)
             latencies.append(time.perf_counter() - t0)
+            # A Kai turn reads the message with the person's two turns before it.
+            history = [examples[i - 2].text, examples[i - 1].text]
+            t0 = time.perf_counter()
+            detector.detect(example.text, history)
+            turn_latencies.append(time.perf_counter() - t0)
     peak = _rss_mb()
 
     crisis_n = sum(sum(outcome[x].values()) for x in CRISIS_LABELS)
@@ -116,6 +123,11 @@ def main() -> int:
         f"\nclassifier load {load_s:.2f} s; latency per message over {len(ms)} timings: "
         f"p50 {quantile(ms, 0.5):.2f} ms, p99 {quantile(ms, 0.99):.2f} ms, "
         f"max {ms[-1]:.2f} ms"
+    )
+    turn = sorted(x * 1000 for x in turn_latencies)
+    print(
+        "added to a Kai turn (the message and two earlier turns, one pass): "
+        f"p50 {quantile(turn, 0.5):.2f} ms, p99 {quantile(turn, 0.99):.2f} ms"
     )
     print(
         f"memory: +{after_load - before:.0f} MiB resident after load "
