@@ -10,8 +10,8 @@ random numbers). The test split is never read here; `crisis_eval.py` reports on 
   drown one with few. The regularisation strength is chosen on dev.
 - The category: a softmax regression over the four crisis categories, on crisis examples only.
 - The crisis threshold: the one at which the layered detector (phrase lists, the classifier, the
-  framing cues) does best on dev by recall minus false-positive rate (ties: the higher
-  threshold). The caution threshold (the grey zone's floor) is a fixed fraction of it.
+  framing cues) finds the most dev crises while calling at most `MAX_DEV_FPR` of the dev controls
+  a crisis (ties: the higher threshold). The regularisation is chosen the same way. The caution threshold (the grey zone's floor) is a fixed fraction of it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ from benchmarks.crisis_data import Example, load
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / HEAD_FILE
 STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0)
 CATEGORY_STRENGTH = 0.1
-CAUTION_FRACTION = 0.7
+CAUTION_FRACTION = 0.85
+# The classifier decides alone only when no model can judge: a false alarm then costs a crisis
+# reply to someone who did not need one, a miss costs a generic reply to someone who did.
+MAX_DEV_FPR = 0.10
 THRESHOLDS = np.round(np.arange(0.95, 0.04, -0.01), 2)
 
 
@@ -118,18 +121,22 @@ def layered(head: Head, dev: list[Example], dev_vectors: list[np.ndarray]) -> np
     return np.array(out)
 
 
+def merit(recall: float, fpr: float) -> float:
+    return recall if fpr <= MAX_DEV_FPR else -fpr
+
+
 def tune(
     head: Head, dev: list[Example], dev_vectors: list[np.ndarray]
 ) -> tuple[float, float, float]:
     """(threshold, dev recall, dev false-positive rate) of the layered detector, best by
-    recall minus false-positive rate."""
+    `merit`."""
     scores = layered(head, dev, dev_vectors)
     crisis = np.array([e.is_crisis for e in dev])
     best = (0.95, 0.0, 0.0)
     for t in THRESHOLDS:
         flagged = scores >= t
         recall, fpr = float(flagged[crisis].mean()), float(flagged[~crisis].mean())
-        if recall - fpr > best[1] - best[2]:
+        if merit(recall, fpr) > merit(best[1], best[2]):
             best = (float(t), recall, fpr)
     return best
 
@@ -167,7 +174,7 @@ def main() -> int:
         )
         threshold, recall, fpr = tune(head, dev, dev_vectors)
         print(f"L2 {strength}: dev recall {recall:.3f}, FPR {fpr:.3f} at threshold {threshold}")
-        if chosen is None or recall - fpr > chosen[2] - chosen[3]:
+        if chosen is None or merit(recall, fpr) > merit(chosen[2], chosen[3]):
             chosen = (strength, threshold, recall, fpr, theta)
     assert chosen is not None
     strength, threshold, recall, fpr, theta = chosen
