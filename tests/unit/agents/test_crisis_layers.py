@@ -45,6 +45,8 @@ PLAIN = [
     ("i'm going to kill my boss", "harm_to_others"),
     ("my dad beats me", "abuse"),
 ]
+# The newest message of a plan told over several: harmless alone, a crisis after the others.
+NEWEST = "it will all be over soon"
 NOT_CRISIS = [
     "I would never hurt myself, I just feel flat today",
     "i'm not suicidal, just really tired of my job",
@@ -148,7 +150,8 @@ def test_a_plan_spread_over_two_messages_is_found_with_the_context(
     detector: CrisisDetector,
 ) -> None:
     earlier = ["i've been saving up my pills for weeks", "i counted them again this morning"]
-    found = detector.detect("tonight is when i take them all", earlier)
+    assert not detector.detect(NEWEST).is_crisis  # alone it could mean anything
+    found = detector.detect(NEWEST, earlier)
     assert found.is_crisis and found.source == "classifier"
 
 
@@ -198,9 +201,7 @@ async def test_a_crisis_across_turns_gets_resources_with_models_down(
         Turn(role="assistant", content="Thank you for telling me. How are you feeling?"),
         Turn(role="user", content="i counted them again this morning"),
     ]
-    answer = await orch.converse(
-        ConverseRequest(message="tonight is when i take them all", history=history)
-    )
+    answer = await orch.converse(ConverseRequest(message=NEWEST, history=history))
     assert answer.fallback_step == "crisis_protocol"
 
 
@@ -251,7 +252,7 @@ async def test_the_check_reads_the_context(detector: CrisisDetector) -> None:
     everything(gw, DOWN)
     verdict = await orch.check(
         GuardrailCheckRequest(
-            text="tonight is when i take them all",
+            text=NEWEST,
             context=[
                 Turn(role="user", content="i've been saving up my pills for weeks"),
                 Turn(role="user", content="i counted them again this morning"),
@@ -283,7 +284,7 @@ async def test_chat_completions_with_engines_down_use_the_classifier_and_the_tur
     detector: CrisisDetector,
 ) -> None:
     orch, _ = orchestrator(detector)
-    parsed, raw = chat("i've been saving up my pills for weeks", "tonight is when i take them all")
+    parsed, raw = chat("i've been saving up my pills for weeks", NEWEST)
     sent = Sent()
     assert not await answer_crisis(orch, parsed, raw, sent)  # engines up: phrase lists only
     assert await answer_crisis(orch, parsed, raw, sent, engines_down=True)
