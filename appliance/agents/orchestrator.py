@@ -32,7 +32,7 @@ import msgspec
 
 from appliance.agents.cache import ResponseCache, cache_key
 from appliance.agents.calling import UNAVAILABLE, AgentCaller, Answer, Completer, reason
-from appliance.agents.crisis import CrisisSignal, detect_all
+from appliance.agents.crisis import CrisisSignal, detect, detect_all
 from appliance.agents.detector import CrisisDetector, Detection, default_detector
 from appliance.agents.fallbacks import crisis_reply, kai_message, with_offer
 from appliance.agents.genetic import genetic_agent
@@ -153,37 +153,40 @@ class Orchestrator:
     async def converse(self, request: ConverseRequest) -> ConverseResponse:
         self._check_text("message", request.message)
         self._check_history(request.history)
-        detection = await self.detect(request.message, request.history)
+        signal = detect(request.message)  # the phrase lists: instant
         log.info(
-            "converse: message of %d chars, %d history turns, detector %s (%s)",
+            "converse: message of %d chars, %d history turns, phrase lists %s",
             len(request.message),
             len(request.history),
-            detection.level,
-            detection.source,
+            signal.level,
         )
-        if detection.is_crisis and detection.source == "patterns":
-            notice = self.crisis_notice(
-                detection.signal.categories, "crisis_detector", request.locale
-            )
+        if signal.is_crisis:
+            notice = self.crisis_notice(signal.categories, "crisis_detector", request.locale)
             return self._crisis_turn(notice, risk="high", available=None)
+        # The classifier runs while the Guardrail model judges: it adds nothing to a turn whose
+        # Guardrail answers, and decides when the Guardrail cannot.
+        classified = asyncio.create_task(self.detect(request.message, request.history))
         draft = asyncio.create_task(self._draft(request), name="kai-draft")
         try:
-            return await self._judge_and_release(request, detection, draft)
+            return await self._judge_and_release(request, classified, draft)
         finally:
-            if not draft.done():
-                draft.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await draft
+            for task in (draft, classified):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _judge_and_release(
         self,
         request: ConverseRequest,
-        detection: Detection,
+        classified: asyncio.Task[Detection],
         draft: asyncio.Task[Answer[str] | BaseException],
     ) -> ConverseResponse:
         judged_answer = await self.guardrail.classify(
             request.message, role="user", context=request.history
         )
+        detection = await classified
+        log.info("converse: detector %s (%s)", detection.level, detection.source)
         signal = detection.signal
         if isinstance(judged_answer, Answer) and is_crisis(judged_answer.value):
             verdict = judged_answer.value
