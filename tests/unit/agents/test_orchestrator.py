@@ -249,7 +249,9 @@ async def test_kai_down_gives_the_cached_reply_then_a_generic_one() -> None:
     assert first.fallback_step == "model"
     gw.always("kai", DOWN)
     cached = await orch.converse(turn("what helps with sleep?"))
-    assert (cached.reply, cached.fallback_step, cached.fallback_used) == (KAI, "cache", True)
+    # (the crisis classifier may add a gentle line with resources after the cached reply)
+    assert cached.reply.startswith(KAI)
+    assert (cached.fallback_step, cached.fallback_used) == ("cache", True)
     assert cached.model == first.model
     generic = await orch.converse(turn("something new"))
     assert generic.fallback_step == "generic" and generic.model is None
