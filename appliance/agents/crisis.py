@@ -54,6 +54,9 @@ _CONTRACTIONS = {
     "isn't": "is not",
     "aren't": "are not",
     "wasn't": "was not",
+    "haven't": "have not",
+    "hasn't": "has not",
+    "havent": "have not",
     "ain't": "am not",
     "i'm": "i am",
     "im": "i am",
@@ -162,7 +165,6 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"cliff|balcony)\b",
         r"\btake (?:all|a lot of|too many) (?:my |the |of my )?(?:pills|tablets|meds)\b",
         r"\b(?:saying|said|say) (?:my )?(?:final )?goodbyes? (?:for good|forever)\b",
-        r"\bkill (?:himself|herself|themselves|themself)\b",
     ),
     "self_harm": (
         r"\b(?:hurt|hurting|harm|harming|cut|cutting|burn|burning|injure|injuring|starve|"
@@ -204,6 +206,7 @@ _CAUTION: dict[CrisisCategory, tuple[str, ...]] = {
         r"\bgive up on (?:everything|life)\b",
         r"\btired of (?:living|being alive|life)\b",
         r"\bgoing to die\b",
+        r"\bkill (?:himself|herself|themselves|themself)\b",  # someone else: help for the helper
     ),
     "self_harm": (r"\bpunish(?:ing)? myself\b",),
     "harm_to_others": (
@@ -248,7 +251,12 @@ def detect(text: str) -> CrisisSignal:
     if _STRETCHED.search(text.lower()):  # "killll", "dieeee": try stretched letters as one too
         clauses += normalise(text, repeats=1)
     for clause in clauses:
-        signal = signal.merge(_clause_signal(clause))
+        found = _clause_signal(clause)
+        if found.is_crisis and _framed(clause) in _CAPS_CLAUSE:  # "I have no thoughts of ..."
+            found = CrisisSignal("caution", found.categories)
+        signal = signal.merge(found)
+    if signal.is_crisis and framing(text) == "past":  # "I used to cut; clean for three years"
+        return CrisisSignal("caution", signal.categories)
     return signal
 
 
@@ -296,3 +304,82 @@ def _negated(clause: str, start: int) -> bool:
     if not window:
         return False
     return _NEGATION.search(_NOT_NEGATION.sub(" ", window)) is not None
+
+
+# Framing cues ------------------------------------------------------------------------------------
+# Plain markers that a message speaks of crisis without being in one: denied, long past, about
+# someone else or a story, an accident, a figure of speech. They cap a classifier's crisis verdict
+# at caution (a gentle offer of resources, not the crisis protocol), and a phrase-list crisis too
+# when the episode is plainly over. Whole-message, over normalised text.
+
+Cue = Literal["negation", "past", "third_person", "accident", "idiom"]
+
+_STOP_WORDS = r"(?:\w+ ){0,3}"
+_CUES: dict[Cue, re.Pattern[str]] = {
+    "negation": re.compile(
+        rf"\b(?:not|never|no|zero) {_STOP_WORDS}(?:suicidal|want(?:ing)? to (?:die|hurt|end|kill)|"
+        r"going to (?:hurt|do|end|kill|jump|cut|overdose|take)|in (?:any )?(?:danger|crisis)|"
+        r"at risk|a danger|thinking (?:of|about) (?:ending|killing|suicide|hurting)|planning|"
+        r"thoughts? (?:of|about)|urges?|intention|plan to|unsafe|being (?:abused|hurt)|"
+        r"hurting me|an option|crossed my mind|thought about (?:suicide|ending|killing)|"
+        r"(?:harm|hurt)(?:ing)? (?:myself|anyone|him|her|them|a fly))\b"
+        r"|\bi (?:am|feel) safe\b|\bnobody is hurting me\b|\bno one is hurting me\b"
+    ),
+    "past": re.compile(
+        r"\b(?:used to|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in )|"
+        r"back (?:then|in \d+)|in (?:high school|college|my (?:teens|twenties))|"
+        r"(?:clean|free|sober) (?:for|since)|been clean|(?:self harm|suicide|cut\w*) free|"
+        r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been|i have) (?:recovered|in recovery)|"
+        r"(?:that|it) passed|i am still here|worked through|not like that (?:any ?more|now)|"
+        r"(?:is|are|it is) (?:behind me|in the past)|(?:much|so much) better (?:now|since)|"
+        r"i am (?:okay|ok|safe|stable|doing (?:well|better|okay)) now|in a (?:much )?better place)\b"
+    ),
+    "third_person": re.compile(
+        r"\b(?:my (?:\w+ )?(?:friend|brother|sister|son|daughter|cousin|roommate|coworker|patient|"
+        r"student|girlfriend|boyfriend|aunt|uncle|neighbou?r|grandma|nan|classmate|partner|dad|"
+        r"mum|mom)s? (?:says|said|told|texted|keeps saying|wants|wrote|burns|self harms|cuts|"
+        r"overdosed|talks|is on|is cutting|has been cutting)|"
+        r"essay|thesis|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
+        r"story|screenplay|lecture|exam|presentation|the news|report|video game|the game|poem|song|"
+        r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
+        r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
+        r"mum|mom|dad)s? (?:\w+ )?(?:talks|wrote|says|said|asked) about|"
+        r"warning signs|protocol|journalists?|volunteer\w*|training to be)\b"
+    ),
+    "accident": re.compile(
+        r"\b(?:by accident|accidentally|by mistake|chopping|cooking|shaving|washing up|opening a|"
+        r"slipped|tripped|fell (?:off|down|over|asleep)|twisted|sprained|stubbed|"
+        r"is (?:that|it) (?:ok|okay|bad|dangerous|normal)|should i worry|do i need|"
+        r"will i be (?:ok|okay|fine)|what (?:do|should) i do)\b"
+    ),
+    "idiom": re.compile(
+        r"\b(?:lol|lmao|haha\w*|jk|this (?:homework|exam|traffic|heat|diet|cold|song|weather)|"
+        r"my (?:feet|knees|back)|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
+        r"dying (?:to|of|laughing)|dead tired|(?:is|are) to die for|could (?:murder|die)|"
+        r"i would kill for|shoot(?:ing)? (?:for|my shot|you)|end (?:it|things) with (?:my|him|her)|"
+        r"ending my (?:gym|membership|subscription|contract)|going to (?:kill|murder) me)\b"
+    ),
+}
+# The cues that also cap a phrase-list crisis in their own clause (a denial in one clause does not
+# reach another: "I would never hurt myself, but I want to die"); a past cue caps the message.
+_CAPS_CLAUSE: tuple[Cue, ...] = ("negation", "third_person")
+# Words that make a message about now, whatever else it says: a past cue does not apply then.
+_NOW = re.compile(
+    r"\b(?:again|tonight|today|right now|rn|now and|this (?:week|morning|evening)|last night|"
+    r"relapsed|just (?:cut|took|did)|about to)\b"
+)
+
+
+def framing(text: str) -> Cue | None:
+    """The first framing cue found in `text`, or None. Cheap: a few searches over one string."""
+    return _framed(" . ".join(normalise(text)))
+
+
+def _framed(joined: str) -> Cue | None:
+    bare = _NOT_NEGATION.sub(" ", joined)
+    for cue, pattern in _CUES.items():
+        if pattern.search(bare if cue == "negation" else joined):
+            if cue == "past" and _NOW.search(joined):
+                continue
+            return cue
+    return None

@@ -51,8 +51,12 @@ def kai_message(
     resources: Sequence[CrisisResource],
     *,
     first_turn: bool = False,
+    guardrail_down: bool = False,
 ) -> str:
-    """Kai's generic reply. `situation`: unavailable | withheld | declined | reply_held."""
+    """Kai's generic reply. `situation`: unavailable | withheld | declined | reply_held.
+
+    It carries a short line with the locale's resources when the crisis detector is unsure
+    (caution) and whenever the Guardrail could not judge the message (`guardrail_down`)."""
     text = {
         "unavailable": _KAI_UNAVAILABLE,
         "withheld": _KAI_WITHHELD,
@@ -61,10 +65,28 @@ def kai_message(
     }[situation]
     if first_turn and situation in ("unavailable", "withheld"):
         text = _KAI_FIRST_TURN + text
-    if signal.level == "caution" and resources:
-        line = next((r for r in resources if r.name != "Emergency services"), resources[0])
-        text += f" If things start to feel unsafe, {line.name} is there any time: {line.contact}."
-    return text
+    return with_offer(text, signal, resources, guardrail_down=guardrail_down)
+
+
+def with_offer(
+    text: str,
+    signal: CrisisSignal,
+    resources: Sequence[CrisisResource],
+    *,
+    guardrail_down: bool = False,
+) -> str:
+    """`text` with a gentle offer of the locale's resources appended, when the detector saw
+    caution or the Guardrail could not judge; else `text` unchanged."""
+    line = resource_offer(resources) if signal.level == "caution" or guardrail_down else ""
+    return f"{text} {line}" if line else text
+
+
+def resource_offer(resources: Sequence[CrisisResource]) -> str:
+    """One short, gentle line: a crisis line of the locale (not the emergency number first)."""
+    if not resources:
+        return ""
+    line = next((r for r in resources if r.name != "Emergency services"), resources[0])
+    return f"If things start to feel unsafe, {line.name} is there any time: {line.contact}."
 
 
 # Crisis ------------------------------------------------------------------------------------------

@@ -3,11 +3,15 @@
 A turn (`converse`):
 
 1. validate (length, history turns; roles are checked by the request struct);
-2. the deterministic crisis detector; on a crisis the crisis protocol answers at once, with the
-   locale's resources, whatever the models are doing;
+2. crisis detection in layers (`detector.py`) over the message and the person's last turns: a
+   phrase-list crisis gets the crisis protocol at once, with the locale's resources, whatever the
+   models are doing;
 3. the Guardrail on the person's message and Kai's draft run concurrently;
 4. the Guardrail decides: a crisis -> crisis protocol; a block -> Kai's draft is dropped and a
-   generic message given; unavailable -> the configured policy (fail closed by default);
+   generic message given; unavailable -> the crisis classifier's crisis gets the crisis protocol,
+   anything else the configured policy (fail closed by default), and every reply then carries a
+   short line with the locale's resources. A classifier crisis the Guardrail model does not share,
+   or its grey zone, is a caution: the reply carries that line too;
 5. Kai's draft, or its cached reply, or its generic message (the guide's order);
 6. by configuration, the Guardrail on Kai's draft; only then is it released (and cached).
 
@@ -24,10 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
+
 from appliance.agents.cache import ResponseCache, cache_key
 from appliance.agents.calling import UNAVAILABLE, AgentCaller, Answer, Completer, reason
 from appliance.agents.crisis import CrisisSignal, detect, detect_all
-from appliance.agents.fallbacks import crisis_reply, kai_message
+from appliance.agents.detector import CrisisDetector, Detection, default_detector
+from appliance.agents.fallbacks import crisis_reply, kai_message, with_offer
 from appliance.agents.genetic import genetic_agent
 from appliance.agents.guardrail import (
     Guardrail,
@@ -81,8 +88,14 @@ class _Judged:
 
 class Orchestrator:
     def __init__(
-        self, config: Config, gateway: Completer, *, clock: Callable[[], float] = time.monotonic
+        self,
+        config: Config,
+        gateway: Completer,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        detector: CrisisDetector | None = None,
     ) -> None:
+        self.detector = detector or default_detector()
         self.safety = safety = config.safety
         self.resources = Resources(safety, source=config.source)
         self.cache = ResponseCache(ttl_s=safety.cache_ttl_s, size=safety.cache_size, clock=clock)
@@ -143,9 +156,9 @@ class Orchestrator:
     async def converse(self, request: ConverseRequest) -> ConverseResponse:
         self._check_text("message", request.message)
         self._check_history(request.history)
-        signal = detect(request.message)
+        signal = detect(request.message)  # the phrase lists: instant
         log.info(
-            "converse: message of %d chars, %d history turns, detector %s",
+            "converse: message of %d chars, %d history turns, phrase lists %s",
             len(request.message),
             len(request.history),
             signal.level,
@@ -153,36 +166,50 @@ class Orchestrator:
         if signal.is_crisis:
             notice = self.crisis_notice(signal.categories, "crisis_detector", request.locale)
             return self._crisis_turn(notice, risk="high", available=None)
+        # The classifier runs while the Guardrail model judges: it adds nothing to a turn whose
+        # Guardrail answers, and decides when the Guardrail cannot.
+        classified = asyncio.create_task(self.detect(request.message, request.history))
         draft = asyncio.create_task(self._draft(request), name="kai-draft")
         try:
-            return await self._judge_and_release(request, signal, draft)
+            return await self._judge_and_release(request, classified, draft)
         finally:
-            if not draft.done():
-                draft.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await draft
+            for task in (draft, classified):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _judge_and_release(
         self,
         request: ConverseRequest,
-        signal: CrisisSignal,
+        classified: asyncio.Task[Detection],
         draft: asyncio.Task[Answer[str] | BaseException],
     ) -> ConverseResponse:
         judged_answer = await self.guardrail.classify(
             request.message, role="user", context=request.history
         )
+        detection = await classified
+        log.info("converse: detector %s (%s)", detection.level, detection.source)
+        signal = detection.signal
         if isinstance(judged_answer, Answer) and is_crisis(judged_answer.value):
             verdict = judged_answer.value
             found = crisis_categories(verdict) or list(signal.categories)
             notice = self.crisis_notice(found, "guardrail", request.locale)
             return self._crisis_turn(notice, risk=verdict.risk_level, available=True)
+        if isinstance(judged_answer, Unavailable) and detection.is_crisis:
+            log.info("converse: guardrail %s; the crisis classifier decides", judged_answer.reason)
+            notice = self.crisis_notice(signal.categories, "classifier", request.locale)
+            return self._crisis_turn(notice, risk="high", available=False)
+        if signal.is_crisis:  # the Guardrail model judged and did not share it: a caution
+            signal = CrisisSignal("caution", signal.categories)
         judged = self._judged(judged_answer, signal)
         resources = self._resources(request.locale, signal)
         first = not request.history
+        down = not judged.available
         if not judged.available and judged.policy == "fail_closed":
             return self._withheld(
                 judged,
-                kai_message("withheld", signal, resources, first_turn=first),
+                kai_message("withheld", signal, resources, first_turn=first, guardrail_down=down),
                 f"The safety check could not run ({judged.why}); Kai's reply was withheld "
                 "under the fail-closed policy.",
             )
@@ -196,7 +223,12 @@ class Orchestrator:
         kai_key = cache_key("kai", [(t.role, t.content) for t in request.history], request.message)
         if isinstance(outcome, BaseException):
             return self._kai_fallback(judged, kai_key, outcome, signal, resources, first)
-        return await self._release(request, judged, outcome, kai_key, signal, resources)
+        released = await self._release(request, judged, outcome, kai_key, signal, resources)
+        if released.fallback_step == "crisis_protocol":
+            return released
+        down = down or released.safety.policy_applied == "fail_open"
+        reply = with_offer(released.reply, signal, resources, guardrail_down=down)
+        return released if reply == released.reply else replace_reply(released, reply)
 
     async def _release(
         self,
@@ -221,7 +253,7 @@ class Orchestrator:
                     held = replace(judged, policy=policy)
                     return self._withheld(
                         held,
-                        kai_message("withheld", signal, resources),
+                        kai_message("withheld", signal, resources, guardrail_down=True),
                         f"The safety check of Kai's reply could not run ({reply_judged.reason}); "
                         "the reply was withheld under the fail-closed policy.",
                     )
@@ -266,10 +298,11 @@ class Orchestrator:
     ) -> ConverseResponse:
         why = reason(exc)
         cached = self.cache.get(kai_key)
+        down = not judged.available
         if cached is not None:
             log.info("converse: Kai %s; cached reply %s", why, kai_key[:12])
             return ConverseResponse(
-                reply=cached.value,
+                reply=with_offer(cached.value, signal, resources, guardrail_down=down),
                 safety=self._safety(judged, policy=judged.policy),
                 model=cached.model,
                 fallback_used=True,
@@ -279,7 +312,9 @@ class Orchestrator:
             )
         log.warning("converse: Kai %s; generic reply", why)
         return ConverseResponse(
-            reply=kai_message("unavailable", signal, resources, first_turn=first),
+            reply=kai_message(
+                "unavailable", signal, resources, first_turn=first, guardrail_down=down
+            ),
             safety=self._safety(judged, policy=judged.policy),
             model=None,
             fallback_used=True,
@@ -346,6 +381,15 @@ class Orchestrator:
             withheld=withheld,
         )
 
+    async def detect(self, text: str, history: Sequence[Turn] = ()) -> Detection:
+        """The layered crisis detection of a person's newest message with their last turns."""
+        return await self.detect_in(text, [t.content for t in history if t.role == "user"])
+
+    async def detect_in(self, text: str, context: Sequence[str]) -> Detection:
+        """`context`: the person's earlier messages, oldest first. In a worker thread: the
+        classifier is a few milliseconds of numpy, which the event loop should not wait out."""
+        return await asyncio.to_thread(self.detector.detect, text, context)
+
     def _resources(self, locale: str | None, signal: CrisisSignal) -> list[CrisisResource]:
         return self.resources.for_categories(self.resources.locale(locale), signal.categories)
 
@@ -354,14 +398,19 @@ class Orchestrator:
     async def check(self, request: GuardrailCheckRequest) -> GuardrailCheckResponse:
         self._check_text("text", request.text)
         self._check_history(request.context, field="context")
-        signal = detect(request.text) if request.role == "user" else CrisisSignal("none")
+        if request.role == "user":
+            detection = await self.detect(request.text, request.context)
+        else:
+            detection = Detection(CrisisSignal("none"), None)
+        signal = detection.signal
         log.info(
-            "guardrail check: %s text of %d chars, detector %s",
+            "guardrail check: %s text of %d chars, detector %s (%s)",
             request.role,
             len(request.text),
             signal.level,
+            detection.source,
         )
-        if signal.is_crisis:
+        if signal.is_crisis and detection.source == "patterns":
             notice = self.crisis_notice(signal.categories, "crisis_detector", request.locale)
             return GuardrailCheckResponse(
                 verdict="crisis",
@@ -379,14 +428,35 @@ class Orchestrator:
             request.text, role=request.role, context=request.context
         )
         if isinstance(answer, Unavailable):
+            if signal.is_crisis:
+                notice = self.crisis_notice(signal.categories, "classifier", request.locale)
+                return GuardrailCheckResponse(
+                    verdict="crisis",
+                    risk_level="high",
+                    categories=list(signal.categories),
+                    rationale=f"The Guardrail could not answer ({answer.reason}); "
+                    "the crisis classifier found a crisis.",
+                    source="classifier",
+                    guardrail_available=False,
+                    model=None,
+                    fallback_used=True,
+                    fallback_step="crisis_protocol",
+                    crisis=notice,
+                    notice=f"The Guardrail could not answer ({answer.reason}).",
+                )
             judged = self._judged(answer, signal)
+            by_classifier = detection.source == "classifier" and judged.verdict == "caution"
             return GuardrailCheckResponse(
                 verdict=judged.verdict,
                 risk_level="unknown",
                 categories=judged.categories,
                 rationale=f"The Guardrail could not answer ({answer.reason}); "
-                f"the {judged.policy} policy decided.",
-                source="policy",
+                + (
+                    "the crisis classifier is unsure (caution)."
+                    if by_classifier
+                    else f"the {judged.policy} policy decided."
+                ),
+                source="classifier" if by_classifier else "policy",
                 guardrail_available=False,
                 policy_applied=judged.policy,
                 model=None,
@@ -396,6 +466,8 @@ class Orchestrator:
             )
         value = answer.value
         crisis = None
+        if signal.is_crisis:  # the Guardrail model judged and did not share it: a caution
+            signal = CrisisSignal("caution", signal.categories)
         if request.role == "user" and is_crisis(value):
             crisis = self.crisis_notice(crisis_categories(value), "guardrail", request.locale)
         caution: Verdict = "caution" if signal.level == "caution" else "allow"
@@ -501,8 +573,13 @@ class Orchestrator:
             "locale": self.resources.default_locale,
             "locales": sorted(self.resources.locales),
             "guardrail_unavailable": self.safety.guardrail_unavailable,
+            "crisis_classifier": self.detector.snapshot(),
             "check_reply": self.safety.check_reply,
         }
+
+
+def replace_reply(response: ConverseResponse, reply: str) -> ConverseResponse:
+    return msgspec.structs.replace(response, reply=reply)
 
 
 def _worse(a: Verdict, b: Verdict) -> Verdict:

@@ -157,10 +157,11 @@ class WellnessInsights(Output, frozen=True, kw_only=True):
 # Requests --------------------------------------------------------------------------------------
 
 FallbackStep = Literal["model", "fallback_model", "cache", "generic", "crisis_protocol"]
-# Who decided a verdict: the deterministic detector, the Guardrail model, a cached Guardrail
-# verdict, or the configured policy because the Guardrail could not answer.
-SafetySource = Literal["crisis_detector", "guardrail", "cache", "policy"]
-CrisisSource = Literal["crisis_detector", "guardrail"]
+# Who decided a verdict: the deterministic phrase lists (`crisis_detector`), the crisis classifier
+# (embeddings and a trained head, used when the Guardrail model cannot judge), the Guardrail model,
+# a cached Guardrail verdict, or the configured policy because the Guardrail could not answer.
+SafetySource = Literal["crisis_detector", "classifier", "guardrail", "cache", "policy"]
+CrisisSource = Literal["crisis_detector", "classifier", "guardrail"]
 Policy = Literal["fail_closed", "fail_open"]
 
 

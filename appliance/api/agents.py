@@ -21,6 +21,7 @@ from appliance.agents.schemas import (
     AnalysisRequest,
     ConverseRequest,
     ConverseResponse,
+    CrisisSource,
     GeneticAnalysisResponse,
     GuardrailCheckRequest,
     GuardrailCheckResponse,
@@ -116,28 +117,49 @@ class AgentsController(Controller):
 def last_user_text(messages: list[Any]) -> str | None:
     """The newest user message's text (string content or text parts); earlier turns were checked
     when they arrived."""
-    for message in reversed(messages):
-        if message.role != "user":
-            continue
+    texts = user_texts(messages)
+    return texts[-1] if texts else None
+
+
+def user_texts(messages: list[Any]) -> list[str]:
+    """The text of every user message, oldest first (string content or text parts)."""
+    out = []
+    for message in messages:
         content = message.content
+        if message.role != "user" or content is None:
+            continue
         if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return " ".join(part.text or "" for part in content if part.type == "text")
-        return None
-    return None
+            out.append(content)
+        elif isinstance(content, list):
+            out.append(" ".join(part.text or "" for part in content if part.type == "text"))
+    return out
 
 
-async def answer_crisis(orchestrator: Orchestrator, head: Any, body: bytes, send: Send) -> bool:
+async def answer_crisis(
+    orchestrator: Orchestrator, head: Any, body: bytes, send: Send, *, engines_down: bool = False
+) -> bool:
     """If the newest user message is a crisis, answer it with the crisis reply in chat-completion
-    shape (streamed or not, as asked) and return True; no model is called."""
-    text = last_user_text(head.messages)
-    if text is None:
+    shape (streamed or not, as asked) and return True; no model is called.
+
+    Before the engines are asked, the phrase lists decide (instant, high precision). When no
+    engine could answer (`engines_down`), the crisis classifier also reads the newest message
+    with the person's last turns, as it does on /v1/converse when the Guardrail cannot run."""
+    texts = user_texts(head.messages)
+    if not texts:
         return False
-    signal = detect(text)
-    if not signal.is_crisis:
+    source: CrisisSource = "crisis_detector"
+    if engines_down:
+        detection = await orchestrator.detect_in(texts[-1], texts[:-1])
+        found = detection.is_crisis
+        if detection.source == "classifier":
+            source = "classifier"
+        categories = detection.signal.categories
+    else:
+        signal = detect(texts[-1])
+        found, categories = signal.is_crisis, signal.categories
+    if not found:
         return False
-    notice = orchestrator.crisis_notice(signal.categories, "crisis_detector", None)
+    notice = orchestrator.crisis_notice(categories, source, None)
     reply = orchestrator.crisis_text(notice)
     ident, created = f"chatcmpl-crisis-{uuid.uuid4().hex}", int(time.time())
     headers: list[tuple[bytes, bytes]] = [

@@ -114,7 +114,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         dispatch = await services.gateway.dispatch(route, builder, priority=priority)
     except ApplianceError as exc:
         if _answers_in_text(exc, head, route) and await answer_crisis(
-            services.agents, head, body, send
+            services.agents, head, body, send, engines_down=True
         ):
             return  # no engine could answer, but a person in crisis still gets resources
         await _send_error(send, exc)

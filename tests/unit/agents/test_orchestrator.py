@@ -202,7 +202,8 @@ async def test_guardrail_down_fail_open_releases_and_says_so() -> None:
     orch, gw = build(guardrail_unavailable="fail_open")
     gw.always("guardrail", DOWN)
     answer = await orch.converse(turn("I had a rough day"))
-    assert answer.reply == KAI and not answer.safety.withheld
+    assert answer.reply.startswith(KAI) and not answer.safety.withheld
+    assert "988" in answer.reply  # the Guardrail could not judge: a line with the resources
     assert answer.safety.policy_applied == "fail_open"
     assert answer.notice is not None and "fail-open" in answer.notice
 
@@ -235,7 +236,8 @@ async def test_caution_from_the_detector_is_kept_when_the_model_allows() -> None
     orch, _ = build()
     answer = await orch.converse(turn("I would never hurt myself, I just feel flat"))
     assert answer.safety.verdict == "caution"
-    assert answer.reply == KAI
+    assert answer.reply.startswith(KAI)
+    assert "If things start to feel unsafe" in answer.reply  # a gentle offer of resources
 
 
 # Fallback steps ------------------------------------------------------------------------------
@@ -247,7 +249,9 @@ async def test_kai_down_gives_the_cached_reply_then_a_generic_one() -> None:
     assert first.fallback_step == "model"
     gw.always("kai", DOWN)
     cached = await orch.converse(turn("what helps with sleep?"))
-    assert (cached.reply, cached.fallback_step, cached.fallback_used) == (KAI, "cache", True)
+    # (the crisis classifier may add a gentle line with resources after the cached reply)
+    assert cached.reply.startswith(KAI)
+    assert (cached.fallback_step, cached.fallback_used) == ("cache", True)
     assert cached.model == first.model
     generic = await orch.converse(turn("something new"))
     assert generic.fallback_step == "generic" and generic.model is None

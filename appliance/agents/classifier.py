@@ -1,0 +1,164 @@
+"""The crisis classifier: sentence embeddings and a small trained head, no engine involved.
+
+The phrase lists in `crisis.py` catch plain statements instantly; people in crisis often speak
+indirectly ("soon I won't be anyone's problem", "I looked up how high the car park roof is"). This
+layer reads meaning: the newest message, and the last few turns joined, are embedded by the numpy
+MiniLM encoder (`encoder.py`) in one pass, and a softmax head trained on the project's labelled
+corpus (`benchmarks/crisis_corpus/`, trained by `benchmarks/crisis_train.py`) gives the chance that
+the person is in crisis, and which kind. Above the crisis threshold it is a crisis; between the
+caution and the crisis thresholds (the grey zone) a gentle offer of resources.
+
+The verdict holds a level, categories and a score, never the text, so it is safe to log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from appliance.agents.crisis import CrisisSignal, Level
+from appliance.agents.encoder import Encoder
+from appliance.config.schema import CrisisCategory
+
+HEAD_FILE = "crisis_head.npz"
+CONTEXT_TURNS = 3  # the newest user turn and up to two before it, joined, are read as one
+# The joined turns are read by their last 40 word pieces (the newest turn and what came just
+# before it): a Kai turn's two segments then stay within 20 ms p99 on one core.
+CONTEXT_TOKENS = 40
+MAX_WINDOWS = 2  # a long message is read in at most this many segments (its start and end)
+
+# The corpus' fine labels and the crisis category each stands for; labels not here are controls.
+CATEGORY_OF: dict[str, CrisisCategory] = {
+    "si_direct": "suicide",
+    "si_passive": "suicide",
+    "si_burden": "suicide",
+    "si_farewell": "suicide",
+    "si_plan": "suicide",
+    "si_means": "suicide",
+    "si_danger": "suicide",
+    "overdose": "suicide",
+    "self_harm": "self_harm",
+    "harm_others": "harm_to_others",
+    "abuse": "abuse",
+}
+CATEGORIES: tuple[CrisisCategory, ...] = ("suicide", "self_harm", "harm_to_others", "abuse")
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Two small layers over a sentence vector: a logistic regression for P(crisis), and a
+    softmax over the crisis categories that says which kind; plus the two thresholds."""
+
+    crisis_w: npt.NDArray[np.float32]  # (384,)
+    crisis_b: float
+    category_w: npt.NDArray[np.float32]  # (categories, 384)
+    category_b: npt.NDArray[np.float32]  # (categories,)
+    categories: tuple[CrisisCategory, ...]
+    crisis_threshold: float
+    caution_threshold: float
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Head:
+        if path is None:
+            with resources.as_file(resources.files("appliance.agents") / HEAD_FILE) as found:
+                return cls.load(found)
+        with np.load(path, allow_pickle=False) as data:
+            categories = tuple(str(x) for x in data["categories"])
+            return cls(
+                crisis_w=data["crisis_w"].astype(np.float32),
+                crisis_b=float(data["crisis_b"]),
+                category_w=data["category_w"].astype(np.float32),
+                category_b=data["category_b"].astype(np.float32),
+                categories=tuple(c for c in CATEGORIES if c in categories),
+                crisis_threshold=float(data["crisis_threshold"]),
+                caution_threshold=float(data["caution_threshold"]),
+            )
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path,
+            crisis_w=self.crisis_w.astype(np.float32),
+            crisis_b=np.float64(self.crisis_b),
+            category_w=self.category_w.astype(np.float32),
+            category_b=self.category_b.astype(np.float32),
+            categories=np.array(self.categories),
+            crisis_threshold=np.float64(self.crisis_threshold),
+            caution_threshold=np.float64(self.caution_threshold),
+        )
+
+    def crisis_probability(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        logits = vectors.astype(np.float64) @ self.crisis_w + self.crisis_b
+        out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-logits))
+        return out
+
+    def category(self, vector: npt.NDArray[np.float32]) -> CrisisCategory:
+        logits = vector @ self.category_w.T + self.category_b
+        return self.categories[int(logits.argmax())]
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierVerdict:
+    """What the classifier saw: a level, the categories, and P(crisis) of the worst segment."""
+
+    level: Level
+    categories: tuple[CrisisCategory, ...]
+    score: float
+
+    @property
+    def signal(self) -> CrisisSignal:
+        return CrisisSignal(self.level, self.categories if self.level != "none" else ())
+
+
+class CrisisClassifier:
+    """The embedding layer of crisis detection; built once at start, shared by every request."""
+
+    def __init__(self, encoder: Encoder, head: Head) -> None:
+        self.encoder = encoder
+        self.head = head
+        self.load_s = 0.0
+
+    @classmethod
+    def load(cls, encoder: Encoder | None = None, head: Head | None = None) -> CrisisClassifier:
+        """The packaged encoder and head; takes a fraction of a second (see `load_s`)."""
+        from appliance.agents.encoder import shared_encoder
+
+        started = time.perf_counter()
+        classifier = cls(encoder or shared_encoder(), head or Head.load())
+        classifier.load_s = time.perf_counter() - started
+        return classifier
+
+    def segments(self, text: str, context: Sequence[str] = ()) -> list[list[int]]:
+        """Word-piece segments to read: the newest message (a long one by its start and end),
+        and, when there are earlier user turns, the last few turns joined, newest last."""
+        room = self.encoder.room
+        tokens = self.encoder.tokens(text)
+        windows = [tokens[i : i + room] for i in range(0, max(len(tokens), 1), room)]
+        if len(windows) > MAX_WINDOWS:
+            windows = [windows[0], windows[-1]]
+        earlier = [t for t in context if t.strip()][-(CONTEXT_TURNS - 1) :]
+        if earlier:
+            joined = self.encoder.tokens("\n".join([*earlier, text]))
+            windows.append(joined[-min(room, CONTEXT_TOKENS) :])
+        return windows
+
+    def classify(self, text: str, context: Sequence[str] = ()) -> ClassifierVerdict:
+        """The verdict on the newest message `text`, read with the earlier user turns `context`."""
+        vectors = self.encoder.encode_segments(self.segments(text, context))
+        return self.judge(vectors)
+
+    def judge(self, vectors: npt.NDArray[np.float32]) -> ClassifierVerdict:
+        """The verdict from the segments' vectors: the worst segment decides."""
+        scores = self.head.crisis_probability(vectors)
+        worst = int(scores.argmax())
+        score = float(scores[worst])
+        if score < self.head.caution_threshold:
+            return ClassifierVerdict("none", (), score)
+        category = self.head.category(vectors[worst])
+        level: Level = "crisis" if score >= self.head.crisis_threshold else "caution"
+        return ClassifierVerdict(level, (category,), score)

