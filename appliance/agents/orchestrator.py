@@ -33,6 +33,7 @@ import msgspec
 from appliance.agents.cache import ResponseCache, cache_key
 from appliance.agents.calling import UNAVAILABLE, AgentCaller, Answer, Completer, reason
 from appliance.agents.crisis import CrisisSignal, detect, detect_all
+from appliance.agents.detect_worker import DetectWorker
 from appliance.agents.detector import CrisisDetector, Detection, default_detector
 from appliance.agents.fallbacks import crisis_reply, kai_message, with_offer
 from appliance.agents.genetic import genetic_agent
@@ -96,6 +97,7 @@ class Orchestrator:
         detector: CrisisDetector | None = None,
     ) -> None:
         self.detector = detector or default_detector()
+        self._detect_worker = DetectWorker(self.detector)
         self.safety = safety = config.safety
         self.resources = Resources(safety, source=config.source)
         self.cache = ResponseCache(ttl_s=safety.cache_ttl_s, size=safety.cache_size, clock=clock)
@@ -386,9 +388,9 @@ class Orchestrator:
         return await self.detect_in(text, [t.content for t in history if t.role == "user"])
 
     async def detect_in(self, text: str, context: Sequence[str]) -> Detection:
-        """`context`: the person's earlier messages, oldest first. In a worker thread: the
-        classifier is a few milliseconds of numpy, which the event loop should not wait out."""
-        return await asyncio.to_thread(self.detector.detect, text, context)
+        """`context`: the person's earlier messages, oldest first. Off the event loop, on the
+        detection thread (see `detect_worker`)."""
+        return await self._detect_worker.detect(text, context)
 
     def _resources(self, locale: str | None, signal: CrisisSignal) -> list[CrisisResource]:
         return self.resources.for_categories(self.resources.locale(locale), signal.categories)

@@ -1,0 +1,44 @@
+"""Runs the layered crisis detection off the event loop, on one thread, remembering recent verdicts.
+
+The classifier is milliseconds of numpy per message. Under overload every refused conversational
+request still gets a crisis check (a person in crisis gets resources even when shed), so unbounded
+worker threads would compete with the event loop for the same cores exactly when it is busiest.
+One thread bounds that cost; a small memory of verdicts, keyed by a digest of the texts (never the
+texts themselves), answers a client's retries of the same message at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from appliance.agents.cache import cache_key
+from appliance.agents.detector import CrisisDetector, Detection
+
+REMEMBERED = 1024
+
+
+class DetectWorker:
+    def __init__(self, detector: CrisisDetector, remembered: int = REMEMBERED) -> None:
+        self.detector = detector
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crisis-detect")
+        self._recent: OrderedDict[str, Detection] = OrderedDict()
+        self._remembered = remembered
+
+    async def detect(self, text: str, context: Sequence[str]) -> Detection:
+        """`context`: the person's earlier messages, oldest first."""
+        key = cache_key("crisis-detect", list(context), text)
+        found = self._recent.get(key)
+        if found is not None:
+            self._recent.move_to_end(key)
+            return found
+        loop = asyncio.get_running_loop()
+        detection = await loop.run_in_executor(
+            self._pool, self.detector.detect, text, tuple(context)
+        )
+        self._recent[key] = detection
+        if len(self._recent) > self._remembered:
+            self._recent.popitem(last=False)
+        return detection
