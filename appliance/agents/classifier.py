@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,16 +53,21 @@ CATEGORIES: tuple[CrisisCategory, ...] = ("suicide", "self_harm", "harm_to_other
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """Two small layers over a sentence vector: a logistic regression for P(crisis), and a
-    softmax over the crisis categories that says which kind; plus the two thresholds."""
+    """Small layers over a sentence vector: P(crisis) from one hidden ReLU layer (absent in an
+    older, linear head), a softmax over the crisis categories that says which kind, and the two
+    thresholds. A linear head on the frozen vector cannot bend around the hard controls ("I'm
+    driving to the coast tomorrow" beside "I'm driving to the cliff tonight"); a hidden layer
+    found more dev crises at the same false-positive rate."""
 
-    crisis_w: npt.NDArray[np.float32]  # (384,)
+    crisis_w: npt.NDArray[np.float32]  # (hidden,), or (384,) without a hidden layer
     crisis_b: float
     category_w: npt.NDArray[np.float32]  # (categories, 384)
     category_b: npt.NDArray[np.float32]  # (categories,)
     categories: tuple[CrisisCategory, ...]
     crisis_threshold: float
     caution_threshold: float
+    hidden_w: npt.NDArray[np.float32] | None = None  # (384, hidden)
+    hidden_b: npt.NDArray[np.float32] | None = None  # (hidden,)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Head:
@@ -78,11 +84,17 @@ class Head:
                 categories=tuple(c for c in CATEGORIES if c in categories),
                 crisis_threshold=float(data["crisis_threshold"]),
                 caution_threshold=float(data["caution_threshold"]),
+                hidden_w=data["hidden_w"].astype(np.float32) if "hidden_w" in data else None,
+                hidden_b=data["hidden_b"].astype(np.float32) if "hidden_b" in data else None,
             )
 
     def save(self, path: Path) -> None:
+        hidden: dict[str, Any] = {}
+        if self.hidden_w is not None and self.hidden_b is not None:
+            hidden = {"hidden_w": self.hidden_w.astype(np.float32), "hidden_b": self.hidden_b}
         np.savez_compressed(
             path,
+            **hidden,
             crisis_w=self.crisis_w.astype(np.float32),
             crisis_b=np.float64(self.crisis_b),
             category_w=self.category_w.astype(np.float32),
@@ -93,7 +105,10 @@ class Head:
         )
 
     def crisis_probability(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        logits = vectors.astype(np.float64) @ self.crisis_w + self.crisis_b
+        x = vectors.astype(np.float32)
+        if self.hidden_w is not None and self.hidden_b is not None:
+            x = np.maximum(x @ self.hidden_w + self.hidden_b, 0.0)
+        logits = x.astype(np.float64) @ self.crisis_w + self.crisis_b
         out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-logits))
         return out
 
