@@ -383,6 +383,30 @@ class Orchestrator:
             withheld=withheld,
         )
 
+    def _crisis_check(
+        self, signal: CrisisSignal, locale: str | None, *, unavailable: str | None
+    ) -> GuardrailCheckResponse:
+        """A crisis found before any model: by the phrase lists (`unavailable` None), or by the
+        classifier because the Guardrail could not answer (`unavailable`: why not)."""
+        source: CrisisSource = "crisis_detector" if unavailable is None else "classifier"
+        down = f"The Guardrail could not answer ({unavailable})." if unavailable else None
+        return GuardrailCheckResponse(
+            verdict="crisis",
+            risk_level="high",
+            categories=list(signal.categories),
+            rationale="The crisis detector found a crisis statement."
+            if unavailable is None
+            else f"The Guardrail could not answer ({unavailable}); "
+            "the crisis classifier found a crisis.",
+            source=source,
+            guardrail_available=None if unavailable is None else False,
+            model=None,
+            fallback_used=unavailable is not None,
+            fallback_step="crisis_protocol",
+            crisis=self.crisis_notice(signal.categories, source, locale),
+            notice=down,
+        )
+
     async def detect(self, text: str, history: Sequence[Turn] = ()) -> Detection:
         """The layered crisis detection of a person's newest message with their last turns."""
         return await self.detect_in(text, [t.content for t in history if t.role == "user"])
@@ -413,39 +437,13 @@ class Orchestrator:
             detection.source,
         )
         if signal.is_crisis and detection.source == "patterns":
-            notice = self.crisis_notice(signal.categories, "crisis_detector", request.locale)
-            return GuardrailCheckResponse(
-                verdict="crisis",
-                risk_level="high",
-                categories=list(signal.categories),
-                rationale="The crisis detector found a crisis statement.",
-                source="crisis_detector",
-                guardrail_available=None,
-                model=None,
-                fallback_used=False,
-                fallback_step="crisis_protocol",
-                crisis=notice,
-            )
+            return self._crisis_check(signal, request.locale, unavailable=None)
         answer = await self.guardrail.classify(
             request.text, role=request.role, context=request.context
         )
         if isinstance(answer, Unavailable):
             if signal.is_crisis:
-                notice = self.crisis_notice(signal.categories, "classifier", request.locale)
-                return GuardrailCheckResponse(
-                    verdict="crisis",
-                    risk_level="high",
-                    categories=list(signal.categories),
-                    rationale=f"The Guardrail could not answer ({answer.reason}); "
-                    "the crisis classifier found a crisis.",
-                    source="classifier",
-                    guardrail_available=False,
-                    model=None,
-                    fallback_used=True,
-                    fallback_step="crisis_protocol",
-                    crisis=notice,
-                    notice=f"The Guardrail could not answer ({answer.reason}).",
-                )
+                return self._crisis_check(signal, request.locale, unavailable=answer.reason)
             judged = self._judged(answer, signal)
             by_classifier = detection.source == "classifier" and judged.verdict == "caution"
             return GuardrailCheckResponse(
