@@ -123,6 +123,7 @@ class Services:
     def _engine_changed(self, status: Any) -> None:
         self.notifier.status(f"engine {status.engine_id}: {status.state}")
         if str(status.state) == "RUNNING" and status.healthy:
+            self.liveness.saw_healthy(status.engine_id)
             breaker = self.gateway.breakers.get(status.engine_id)
             if breaker is not None:
                 breaker.reset()

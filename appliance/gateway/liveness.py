@@ -52,6 +52,12 @@ class LivenessProber:
         self.results[engine_id] = result
         return result
 
+    def saw_healthy(self, engine_id: str) -> None:
+        """The supervisor's own health check passed (a restart finished): a refused probe from
+        before it no longer says the engine is down."""
+        if engine_id in self.results:
+            self.results[engine_id] = Liveness(True, None, time.monotonic(), None)
+
     def known_down(self, engine_id: str) -> str | None:
         """Why the engine is down, when its last probe was refused; else None."""
         result = self.results.get(engine_id)

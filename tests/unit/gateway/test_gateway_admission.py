@@ -128,3 +128,18 @@ async def test_an_engine_known_down_is_skipped_without_waiting_or_retrying() -> 
     assert "qwen-2.5-32b-instruct: engine down" in caught.value.message
     assert all(sum(g.admitted) == 0 for g in admission.gates.values())
     await gw.aclose()
+
+
+async def test_an_engine_seen_healthy_by_the_supervisor_is_no_longer_known_down() -> None:
+    from appliance.gateway.liveness import LivenessProber
+
+    gw = gateway(load_config(SHIPPED, env={}), [0.0])
+    prober = LivenessProber(gw.clients)
+    await prober.probe_all()  # nothing listens: every engine is known down
+    assert prober.known_down("llama-8b") == "engine down (health probe: ConnectError)"
+    prober.saw_healthy("llama-8b")  # a restart finished: the supervisor's health check passed
+    assert prober.known_down("llama-8b") is None
+    assert prober.known_down("llama-70b") is not None  # the others are still down
+    prober.saw_healthy("no-such-engine")  # an engine it does not probe is ignored
+    assert "no-such-engine" not in prober.results
+    await gw.aclose()
