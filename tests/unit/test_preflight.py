@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -42,3 +44,25 @@ def test_validate_does_not_create_the_data_dir_and_serve_does(tmp_path: Path) ->
 def test_listening_beyond_loopback_without_a_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"server\.host"):
         preflight(with_data_dir(tmp_path), host="0.0.0.0")
+
+
+def test_an_existing_store_under_a_relative_data_dir_is_checked_on_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick start serves from the repository with `data_dir = "var"`: a second start finds
+    the benchmark store the first one made, and checks it without a traceback."""
+    monkeypatch.chdir(tmp_path)
+    config = with_data_dir(Path("var"))
+    preflight(config, create=True)
+    from appliance.bench.service import db_path
+
+    path = db_path(config)
+    assert not path.is_absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA user_version = 1")
+    preflight(config, create=True)  # the second start
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError, match="bench.db_file"):
+        preflight(config, create=True)
