@@ -89,7 +89,9 @@ def _bench_store(config: Config) -> None:
     if not path.is_file():
         raise ConfigError(config.source, key, "an SQLite file", got=f"{path} (not a file)")
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error as exc:
         raise ConfigError(config.source, key, "an SQLite database", got=f"{path}: {exc}") from None

@@ -16,13 +16,13 @@ from types import FrameType
 import msgspec
 import uvicorn
 
-from appliance.api.app import Extension, create_app
+from appliance.api.app import create_app
 from appliance.api.auth import api_keys
 from appliance.config.schema import Config
+from appliance.core import Appliance
 from appliance.errors import ConfigError
-from appliance.loadbalancer import agent_check
 from appliance.notify import Notifier
-from appliance.services import Services
+from appliance.root import Lifecycle, build
 
 log = logging.getLogger("appliance.server")
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -57,26 +57,30 @@ class _Server(uvicorn.Server):
     requests drain, then the lifespan stops engines."""
 
     def __init__(
-        self, config: uvicorn.Config, notifier: Notifier, services: Services, drain_s: float
+        self,
+        config: uvicorn.Config,
+        appliance: Appliance,
+        lifecycle: Lifecycle,
+        drain_s: float,
     ) -> None:
         super().__init__(config)
-        self._notifier = notifier
-        self._services = services
+        self._appliance = appliance
+        self._lifecycle = lifecycle
         self._drain_s = drain_s
         self._drain_until: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._notifier.stopping("draining requests")
+        self._appliance.notifier.stopping("draining requests")
         if self._drain_s > 0 and self._drain_until is None and self.started:
             # Runs in the signal handler: set flags only; `on_tick` ends the drain.
-            self._services.draining = True
+            self._appliance.draining = True
             self._drain_until = time.monotonic() + self._drain_s
             self._captured_signals.append(sig)  # re-raised after the stop, as uvicorn does
             return
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await self._services.stop_background()
+        await self._lifecycle.stop_background()
         await super().shutdown(sockets)
 
     async def on_tick(self, counter: int) -> bool:
@@ -94,10 +98,9 @@ def serve(config: Config, *, host: str, port: int) -> int:
     config = msgspec.structs.replace(
         config, server=msgspec.structs.replace(config.server, host=host, port=port)
     )
-    notifier = Notifier(unset_environment=True)
-    services = Services.from_config(config, notifier=notifier)
-    agent_check.install(services)
-    app = create_app(config, services, extensions=_extensions(config))
+    wiring = build(config, notifier=Notifier(unset_environment=True))
+    lifecycle = Lifecycle(wiring.appliance, wiring.background)
+    app = create_app(wiring, lifecycle=lifecycle)
     server = _Server(
         uvicorn.Config(
             app,
@@ -111,8 +114,8 @@ def serve(config: Config, *, host: str, port: int) -> int:
             timeout_graceful_shutdown=int(config.server.shutdown_grace_s),
             server_header=False,
         ),
-        notifier,
-        services,
+        wiring.appliance,
+        lifecycle,
         config.server.drain_s,
     )
     log.info(
@@ -130,15 +133,3 @@ def _version() -> str:
     from appliance import __version__
 
     return __version__
-
-
-def _extensions(config: Config) -> tuple[Extension, ...]:
-    """Scheduled benchmarks, when enabled; they count only live (non-benchmark) requests. Then the
-    operations page, which shows them."""
-    from appliance.ui.routes import ui_extension
-
-    if not config.bench.enabled:
-        return (ui_extension,)
-    from appliance.api.benchmarks import bench_extension
-
-    return (bench_extension(lambda services: services.load.live_in_flight), ui_extension)

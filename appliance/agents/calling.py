@@ -19,7 +19,7 @@ from appliance.agents.schemas import FallbackStep
 from appliance.config.schema import AgentConfig
 from appliance.errors import EngineUnavailable, InvalidModelOutput, Overloaded
 from appliance.gateway.gateway import Completion, Route
-from appliance.gateway.priority import Priority
+from appliance.load.priority import Priority
 
 T = TypeVar("T")
 Message = dict[str, str]

@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from appliance.errors import NotFound
-from appliance.services import Services
+from appliance.gateway.gateway import Gateway
+from appliance.load.control import LoadControl
 
 log = logging.getLogger("appliance.api.admin")
 
@@ -20,8 +23,8 @@ class UnknownEngine(NotFound):
     code = "engine_not_found"
 
 
-def breaker_views(services: Services) -> dict[str, dict[str, Any]]:
-    return {engine: b.snapshot() for engine, b in services.gateway.breakers.items()}
+def breaker_views(gateway: Gateway) -> dict[str, dict[str, Any]]:
+    return {engine: b.snapshot() for engine, b in gateway.breakers.items()}
 
 
 class AdminController(Controller):
@@ -29,36 +32,30 @@ class AdminController(Controller):
     tags = ["admin"]
 
     @get("/breakers", summary="Circuit breaker of every engine")
-    async def breakers(self, request: Request) -> dict[str, Any]:
-        return {"breakers": breaker_views(request.app.state.services)}
+    async def breakers(self, gateway: NamedDependency[Gateway]) -> dict[str, Any]:
+        return {"breakers": breaker_views(gateway)}
 
     @post("/breakers/reset", status_code=200, summary="Close every circuit breaker")
-    async def reset_all(self, request: Request) -> dict[str, Any]:
-        services: Services = request.app.state.services
-        for breaker in services.gateway.breakers.values():
+    async def reset_all(self, gateway: NamedDependency[Gateway]) -> dict[str, Any]:
+        for breaker in gateway.breakers.values():
             breaker.reset()
         log.info("every circuit breaker reset by an operator")
-        return {"reset": sorted(services.gateway.breakers), "breakers": breaker_views(services)}
+        return {"reset": sorted(gateway.breakers), "breakers": breaker_views(gateway)}
 
     @post("/breakers/{engine:str}/reset", status_code=200, summary="Close one circuit breaker")
-    async def reset_one(self, request: Request, engine: str) -> dict[str, Any]:
-        services: Services = request.app.state.services
-        breaker = services.gateway.breakers.get(engine)
+    async def reset_one(
+        self, gateway: NamedDependency[Gateway], engine: FromPath[str]
+    ) -> dict[str, Any]:
+        breaker = gateway.breakers.get(engine)
         if breaker is None:
             raise UnknownEngine(
-                f"No engine `{engine}`; engines: {', '.join(sorted(services.gateway.breakers))}."
+                f"No engine `{engine}`; engines: {', '.join(sorted(gateway.breakers))}."
             )
         breaker.reset()
         log.info("circuit breaker %s reset by an operator", engine)
-        return {"reset": [engine], "breakers": breaker_views(services)}
+        return {"reset": [engine], "breakers": breaker_views(gateway)}
 
     @get("/load", summary="Admission, engine metrics, latency windows, GPUs and host")
-    async def load(self, request: Request) -> dict[str, Any]:
-        services: Services = request.app.state.services
-        monitor = services.load
-        return {
-            **monitor.load_section(),
-            "latency": monitor.latency.report(),
-            "gpus": monitor.gpu.snapshot(),
-            "host": monitor.host.snapshot(),
-        }
+    async def load(self, load: NamedDependency[LoadControl]) -> dict[str, Any]:
+        sections = load.detailed()
+        return {**sections.pop("load"), **sections}

@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar.types import HTTPResponseStartEvent, Send
 
 from appliance.agents.crisis import detect
@@ -32,10 +34,10 @@ from appliance.gateway.replicas import CONVERSATION_HEADER, conversation_key
 _encode = msgspec.json.Encoder().encode
 
 
-def _orchestrator(request: Request[Any, Any, Any], locale: str | None = None) -> Orchestrator:
-    orchestrator: Orchestrator = request.app.state.services.agents
-    orchestrator.resources.require(locale)
-    return orchestrator
+def _for_locale(agents: Orchestrator, locale: str | None) -> Orchestrator:
+    """The agents, once the locale is known to have crisis resources (else a 400)."""
+    agents.resources.require(locale)
+    return agents
 
 
 async def _conversation_key(request: Request[Any, Any, Any]) -> None:
@@ -63,9 +65,9 @@ class AgentsController(Controller):
         ),
     )
     async def converse(
-        self, request: Request[Any, Any, Any], data: ConverseRequest
+        self, agents: NamedDependency[Orchestrator], data: JSONBody[ConverseRequest]
     ) -> ConverseResponse:
-        return await _orchestrator(request, data.locale).converse(data)
+        return await _for_locale(agents, data.locale).converse(data)
 
     @post(
         "/agents/guardrail/check",
@@ -78,9 +80,9 @@ class AgentsController(Controller):
         ),
     )
     async def guardrail_check(
-        self, request: Request[Any, Any, Any], data: GuardrailCheckRequest
+        self, agents: NamedDependency[Orchestrator], data: JSONBody[GuardrailCheckRequest]
     ) -> GuardrailCheckResponse:
-        return await _orchestrator(request, data.locale).check(data)
+        return await _for_locale(agents, data.locale).check(data)
 
     @post(
         "/agents/genetic/analyze",
@@ -92,9 +94,9 @@ class AgentsController(Controller):
         ),
     )
     async def genetic_analyze(
-        self, request: Request[Any, Any, Any], data: AnalysisRequest
+        self, agents: NamedDependency[Orchestrator], data: JSONBody[AnalysisRequest]
     ) -> GeneticAnalysisResponse:
-        return await _orchestrator(request, data.locale).analyze_genetic(data)
+        return await _for_locale(agents, data.locale).analyze_genetic(data)
 
     @post(
         "/agents/wellness/analyze",
@@ -106,9 +108,9 @@ class AgentsController(Controller):
         ),
     )
     async def wellness_analyze(
-        self, request: Request[Any, Any, Any], data: AnalysisRequest
+        self, agents: NamedDependency[Orchestrator], data: JSONBody[AnalysisRequest]
     ) -> WellnessAnalysisResponse:
-        return await _orchestrator(request, data.locale).analyze_wellness(data)
+        return await _for_locale(agents, data.locale).analyze_wellness(data)
 
 
 # The crisis answer on /v1/chat/completions -------------------------------------------------------

@@ -1,59 +1,71 @@
-"""`create_app()`: the Litestar application, its routes, and the lifespan that owns the services."""
+"""`create_app()`: the Litestar application over a wired appliance.
+
+The parts come from the composition root (`appliance.root`); handlers receive them through
+Litestar's dependency injection, features add their routes as plugins, and the lifespan runs the
+background parts (`root.Lifecycle`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.config.app import AppConfig
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins import PluginProtocol
 
 from appliance import __version__
 from appliance.api.admin import AdminController
 from appliance.api.agents import AgentsController
-from appliance.api.auth import auth_middleware
+from appliance.api.auth import api_keys, auth_middleware
+from appliance.api.benchmarks import BenchmarksPlugin
 from appliance.api.bodies import ApplianceRequest
-from appliance.api.chat import chat_completions
+from appliance.api.chat import chat_route
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.health import HealthController
 from appliance.api.metrics import metrics
 from appliance.api.models import list_models
 from appliance.api.openapi import DescribedJson
-from appliance.config.schema import Config
-from appliance.services import Services
-
-# Concerns that add routes register a function here: (app config, services) -> None.
-Extension = Callable[[AppConfig, Services], None]
+from appliance.root import Lifecycle, Wiring
+from appliance.ui.routes import OpsPagePlugin
 
 
-def create_app(
-    config: Config,
-    services: Services | None = None,
-    *,
-    extensions: tuple[Extension, ...] = (),
-) -> Litestar:
-    """Build the app. `services` defaults to real engines from `config`, started in the lifespan."""
-    built = services or Services.from_config(config)
+def create_app(wiring: Wiring, *, lifecycle: Lifecycle | None = None) -> Litestar:
+    """The app over `wiring`; its lifespan runs `lifecycle` (by default, one over the wiring)."""
+    appliance = wiring.appliance
+    config = appliance.config
+    running = lifecycle or Lifecycle(appliance, wiring.background)
 
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.services = built
-        await built.start()
-        try:
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        async with running:
             yield
-        finally:
-            await built.stop()
 
+    plugins: list[PluginProtocol] = []
+    if wiring.bench is not None:
+        plugins.append(BenchmarksPlugin(wiring.bench))
+    plugins.append(OpsPagePlugin(wiring.ops, key_required=bool(api_keys(config))))
+    parts: dict[str, Any] = {
+        "appliance": appliance,
+        "gateway": appliance.gateway,
+        "agents": appliance.agents,
+        "load": appliance.load,
+        "registry": wiring.registry,
+    }
     app_config = AppConfig(
         route_handlers=[
-            chat_completions,
+            chat_route(appliance.gateway, appliance.agents, config.agents),
             AgentsController,
             list_models,
             HealthController,
             AdminController,
             metrics,
         ],
+        dependencies={name: _provide(part) for name, part in parts.items()},
+        plugins=plugins,
         lifespan=[lifespan],
         middleware=[auth_middleware(config)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
@@ -71,6 +83,13 @@ def create_app(
         # JSON bodies (agent histories, benchmark parameters) stay well under this.
         request_max_body_size=4 * 1024 * 1024,
     )
-    for extend in extensions:
-        extend(app_config, built)
     return Litestar.from_config(app_config)
+
+
+def _provide(part: object) -> Provide:
+    """A dependency that is always this one part (built once by the composition root)."""
+
+    def dependency() -> object:
+        return part
+
+    return Provide(dependency, use_cache=True, sync_to_thread=False)

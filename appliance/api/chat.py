@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from litestar import asgi
+from litestar.handlers import ASGIRouteHandler
 from litestar.types import (
     HTTPRequestEvent,
     HTTPResponseBodyEvent,
@@ -23,15 +24,16 @@ from litestar.types import (
     Send,
 )
 
+from appliance.agents.orchestrator import Orchestrator
 from appliance.agents.prompts import system_prompt
 from appliance.api.agents import answer_crisis
 from appliance.api.bodies import decode
 from appliance.api.errors import error_body, error_parts
 from appliance.config.schema import AgentConfig
 from appliance.errors import ApplianceError, BadRequest
-from appliance.gateway.gateway import Dispatch, Route
-from appliance.gateway.priority import PRIORITY_HEADER, Priority
+from appliance.gateway.gateway import Dispatch, Gateway, Route
 from appliance.gateway.replicas import CONVERSATION_HEADER, conversation_key
+from appliance.load.priority import PRIORITY_HEADER, Priority
 
 log = logging.getLogger("appliance.api.chat")
 
@@ -93,33 +95,41 @@ _decode_any = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-@asgi("/v1/chat/completions", copy_scope=False)
-async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["method"] != "POST":  # type: ignore[typeddict-item]
-        await _send_error(send, BadRequest("Use POST for /v1/chat/completions."), status=405)
-        return
-    services = scope["app"].state.services
-    head: ChatHead | None = None
-    route: Route | None = None
-    body = b""
-    try:
-        body = await _read_body(receive)
-        head = _parse(body)
-        route = services.gateway.route(head.model)
-        if route.agent == "kai" and await answer_crisis(services.agents, head, body, send):
-            return  # a crisis: the crisis protocol answers, whatever the engines are doing
-        priority = Priority.parse(_header(scope, _PRIORITY_HEADER), Priority.for_agent(route.agent))
-        builder = _body_builder(body, head, route, services.config.agents)
-        conversation_key.set(_header(scope, _CONVERSATION_HEADER) or head.user)
-        dispatch = await services.gateway.dispatch(route, builder, priority=priority)
-    except ApplianceError as exc:
-        if _answers_in_text(exc, head, route) and await answer_crisis(
-            services.agents, head, body, send, engines_down=True
-        ):
-            return  # no engine could answer, but a person in crisis still gets resources
-        await _send_error(send, exc)
-        return
-    await _relay(dispatch, send, head.stream, route, services.gateway.recorder, receive)
+def chat_route(
+    gateway: Gateway, agents: Orchestrator, settings: dict[str, AgentConfig]
+) -> ASGIRouteHandler:
+    """`POST /v1/chat/completions` over these parts: a raw ASGI handler, the hot path."""
+
+    @asgi("/v1/chat/completions", copy_scope=False)
+    async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":  # type: ignore[typeddict-item]
+            await _send_error(send, BadRequest("Use POST for /v1/chat/completions."), status=405)
+            return
+        head: ChatHead | None = None
+        route: Route | None = None
+        body = b""
+        try:
+            body = await _read_body(receive)
+            head = _parse(body)
+            route = gateway.route(head.model)
+            if route.agent == "kai" and await answer_crisis(agents, head, body, send):
+                return  # a crisis: the crisis protocol answers, whatever the engines are doing
+            priority = Priority.parse(
+                _header(scope, _PRIORITY_HEADER), Priority.for_agent(route.agent)
+            )
+            builder = _body_builder(body, head, route, settings)
+            conversation_key.set(_header(scope, _CONVERSATION_HEADER) or head.user)
+            dispatch = await gateway.dispatch(route, builder, priority=priority)
+        except ApplianceError as exc:
+            if _answers_in_text(exc, head, route) and await answer_crisis(
+                agents, head, body, send, engines_down=True
+            ):
+                return  # no engine could answer, but a person in crisis still gets resources
+            await _send_error(send, exc)
+            return
+        await _relay(dispatch, send, head.stream, route, gateway.recorder, receive)
+
+    return chat_completions
 
 
 def _answers_in_text(exc: ApplianceError, head: ChatHead | None, route: Route | None) -> bool:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 
 from appliance import __version__
+from appliance.core import Appliance
 from appliance.loadbalancer.readiness import readiness
-from appliance.services import Services
 
 OK_STATES = ("healthy", "degraded")
 
 
-def engine_views(services: Services) -> dict[str, dict[str, Any]]:
+def engine_views(services: Appliance) -> dict[str, dict[str, Any]]:
     processes = services.supervisor.status() if services.supervisor is not None else {}
     views: dict[str, dict[str, Any]] = {}
     for endpoint in services.endpoints:
@@ -53,11 +53,11 @@ def engine_views(services: Services) -> dict[str, dict[str, Any]]:
     return views
 
 
-def _kind(services: Services, engine_id: str) -> str:
+def _kind(services: Appliance, engine_id: str) -> str:
     return next(e.kind for e in services.config.engines if e.id == engine_id)
 
 
-def overall(services: Services, views: dict[str, dict[str, Any]]) -> str:
+def overall(services: Appliance, views: dict[str, dict[str, Any]]) -> str:
     if services.supervisor is not None and not services.engines_started.is_set():
         return "starting"
     up = [v["up"] for v in views.values()]
@@ -66,7 +66,7 @@ def overall(services: Services, views: dict[str, dict[str, Any]]) -> str:
     return "degraded" if any(up) else "unhealthy"
 
 
-def health_body(services: Services) -> tuple[int, dict[str, Any]]:
+def health_body(services: Appliance) -> tuple[int, dict[str, Any]]:
     views = engine_views(services)
     status = overall(services, views)
     breaker_state, failures = services.gateway.breaker_summary()
@@ -94,8 +94,8 @@ class HealthController(Controller):
     tags = ["health"]
 
     @get("/", summary="Basic health check (the service guide's JSON)")
-    async def health(self, request: Request) -> Response[dict[str, Any]]:
-        code, body = health_body(request.app.state.services)
+    async def health(self, appliance: NamedDependency[Appliance]) -> Response[dict[str, Any]]:
+        code, body = health_body(appliance)
         return Response(body, status_code=code)
 
     @get("/live", summary="Liveness for a load balancer: the process is up")
@@ -110,18 +110,16 @@ class HealthController(Controller):
             "(its model's replicas or a fallback). No key needed; counters only, no engine call."
         ),
     )
-    async def ready(self, request: Request) -> Response[dict[str, str]]:
-        state = readiness(request.app.state.services)
+    async def ready(self, appliance: NamedDependency[Appliance]) -> Response[dict[str, str]]:
+        state = readiness(appliance)
         body = {"status": "ready" if state.ready else "not_ready", "reason": state.reason}
         return Response(body, status_code=200 if state.ready else 503)
 
     @get("/detailed", summary="Health with engines, load, latency windows and storage")
-    async def detailed(self, request: Request) -> Response[dict[str, Any]]:
-        services: Services = request.app.state.services
-        code, body = health_body(services)
-        body["uptime_s"] = round(time.time() - services.started_at, 1)
-        body["ready"] = services.ready.is_set()
-        for name, section in services.health_sections.items():
-            value = section()
-            body[name] = await value if inspect.isawaitable(value) else value
+    async def detailed(self, appliance: NamedDependency[Appliance]) -> Response[dict[str, Any]]:
+        code, body = health_body(appliance)
+        body["uptime_s"] = round(time.time() - appliance.started_at, 1)
+        body["ready"] = appliance.ready.is_set()
+        body["agents"] = appliance.agents.snapshot()
+        body.update(appliance.load.detailed())
         return Response(body, status_code=code)

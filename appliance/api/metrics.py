@@ -8,9 +8,10 @@ engine ids, classes, outcome codes), never request content.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from litestar import Request, Response, get
+from litestar import Response, get
+from litestar.di import NamedDependency
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,17 +22,21 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from appliance.config.schema import AGENTS
+from appliance.core import Appliance
 from appliance.gateway.breaker import BreakerState
-from appliance.gateway.priority import Priority
 from appliance.histogram import Histogram
-from appliance.services import Services
+from appliance.load.priority import Priority
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ApplianceCollector(Collector):
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self, services: Appliance, sources: Iterable[Callable[[], Iterable[Metric]]] = ()
+    ) -> None:
         self.services = services
+        # Metric families of the features (the benchmark digest), given by the composition root.
+        self.sources = tuple(sources)
 
     def collect(self) -> Iterator[Metric]:
         yield from self._readiness()
@@ -42,7 +47,7 @@ class ApplianceCollector(Collector):
         yield from self._breakers()
         yield from self._gpus()
         yield from self._host()
-        for source in self.services.metric_sources:
+        for source in self.sources:
             yield from source()
 
     def _readiness(self) -> Iterator[Metric]:
@@ -299,16 +304,14 @@ def _buckets(histogram: Histogram) -> tuple[list[tuple[str, float]], float]:
     return [(le, float(n)) for le, n in histogram.cumulative()], histogram.sum
 
 
-def registry_for(services: Services) -> CollectorRegistry:
+def registry_for(
+    services: Appliance, sources: Iterable[Callable[[], Iterable[Metric]]] = ()
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ApplianceCollector(services))
+    registry.register(ApplianceCollector(services, sources))
     return registry
 
 
 @get("/metrics", summary="Prometheus metrics", tags=["metrics"], include_in_schema=True)
-async def metrics(request: Request) -> Response[bytes]:
-    services: Services = request.app.state.services
-    registry = getattr(request.app.state, "metrics_registry", None)
-    if registry is None:
-        registry = request.app.state.metrics_registry = registry_for(services)
+async def metrics(registry: NamedDependency[CollectorRegistry]) -> Response[bytes]:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
+from litestar.di import NamedDependency
 
 from appliance.config.schema import AGENTS
-from appliance.services import Services
+from appliance.core import Appliance
 
 
 @get("/v1/models", summary="List agents and models (OpenAI-compatible)", tags=["openai"])
-async def list_models(request: Request) -> dict[str, Any]:
-    services: Services = request.app.state.services
+async def list_models(appliance: NamedDependency[Appliance]) -> dict[str, Any]:
+    services = appliance
     created = int(services.started_at)
     data: list[dict[str, Any]] = [
         {

@@ -21,7 +21,7 @@ import msgspec
 
 from appliance.bench.records import Sample
 from appliance.bench.workloads import BenchRequest
-from appliance.gateway.priority import PRIORITY_HEADER
+from appliance.load.priority import PRIORITY_HEADER
 
 Clock = Callable[[], float]
 

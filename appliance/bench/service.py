@@ -29,6 +29,7 @@ from appliance.bench.scheduler import BenchScheduler, crontab_trigger
 from appliance.bench.targets import appliance_targets, run_meta
 from appliance.config.schema import Config
 from appliance.errors import ApplianceError, BadRequest, NotFound
+from appliance.lifecycle import Background
 from appliance.store.bench import BenchStore, RunRow, SummaryRow
 
 log = logging.getLogger("appliance.bench")
@@ -65,7 +66,7 @@ def db_path(config: Config) -> Path:
     return path if path.is_absolute() else Path(config.server.data_dir) / path
 
 
-class BenchService:
+class BenchService(Background):
     def __init__(
         self,
         config: Config,

@@ -7,7 +7,7 @@ whose transport also serves the health and metrics GETs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -152,3 +152,9 @@ class EngineClient:
     async def aclose(self) -> None:
         await self._pool.aclose()
         await self._http.aclose()
+
+
+def engine_clients(endpoints: Iterable[Endpoint], llm: LLMSettings) -> dict[str, EngineClient]:
+    """One client per engine, by engine id, in config order: the gateway's, the liveness
+    prober's and the metrics scraper's connections to the engines."""
+    return {ep.engine_id: EngineClient(ep, llm) for ep in endpoints}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -18,12 +18,17 @@ from typing import Any, TypeVar
 import httpx2
 
 from appliance.config.schema import AGENTS, Config
-from appliance.engines.base import Endpoint
 from appliance.errors import EngineUnavailable, NotFound
-from appliance.gateway.breaker import CircuitBreaker
+from appliance.gateway.breaker import BreakerState, CircuitBreaker
 from appliance.gateway.client import TRANSPORT_ERRORS, EngineClient, UpstreamResponse
-from appliance.gateway.hooks import Admission, NullAdmission, NullRecorder, Permit, Recorder
-from appliance.gateway.priority import Priority
+from appliance.gateway.hooks import (
+    Admission,
+    NullAdmission,
+    NullRecorder,
+    Permit,
+    Priority,
+    Recorder,
+)
 from appliance.gateway.replicas import Balancer, TrackedPermit, conversation_key
 from appliance.gateway.retry import RetryableStatus, is_retryable_status, with_retries
 
@@ -76,14 +81,20 @@ class Gateway:
     def __init__(
         self,
         config: Config,
-        endpoints: list[Endpoint],
+        clients: Mapping[str, EngineClient],
         *,
+        admission: Admission | None = None,
+        recorder: Recorder | None = None,
+        known_down: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`admission` gives permits and reroutes on load (load control), `recorder` hears each
+        outcome, and `known_down` says why an engine is known to be down (the liveness prober):
+        such an engine is skipped at once, so a request goes to the next step of the chain
+        instead of waiting in admission for a dead engine."""
         self.config = config
-        self.clients: dict[str, EngineClient] = {
-            ep.engine_id: EngineClient(ep, config.llm) for ep in endpoints
-        }
+        self.clients: dict[str, EngineClient] = dict(clients)
+        endpoints = [client.endpoint for client in self.clients.values()]
         # Every served name -> the engines serving it (replicas), in config order.
         self._replicas: dict[str, tuple[EngineClient, ...]] = {}
         for ep in endpoints:
@@ -101,12 +112,9 @@ class Gateway:
             )
             for ep in endpoints
         }
-        self.admission: Admission = NullAdmission()
-        self.recorder: Recorder = NullRecorder()
-        # Why an engine is known to be down (its health probe was refused), or None; set by the
-        # services from the liveness prober. A known-down engine is skipped at once, so a request
-        # goes to the next step of the chain instead of waiting in admission for a dead engine.
-        self.known_down: Callable[[str], str | None] = lambda _engine: None
+        self.admission: Admission = admission or NullAdmission()
+        self.recorder: Recorder = recorder or NullRecorder()
+        self.known_down: Callable[[str], str | None] = known_down or _never_down
         self._routes: dict[str, Route] = self._build_routes()
 
     def _build_routes(self) -> dict[str, Route]:
@@ -203,6 +211,11 @@ class Gateway:
                     skipped.append(f"{label}: {down}")
                     continue
                 has_fallback = not last_model or rank < len(order) - 1
+                if has_fallback and breaker.state is BreakerState.OPEN:
+                    # The gateway alone decides on breakers; load control only counts it.
+                    self.admission.rerouted(engine, priority, "breaker")
+                    skipped.append(f"{label}: circuit breaker open")
+                    continue
                 decision = self.admission.assess(engine, priority, has_fallback=has_fallback)
                 if decision.reroute:
                     skipped.append(f"{label}: {decision.reason}")
@@ -270,6 +283,10 @@ class Gateway:
     async def aclose(self) -> None:
         for client in self.clients.values():
             await client.aclose()
+
+
+def _never_down(_engine_id: str) -> str | None:
+    return None
 
 
 def _reason(exc: BaseException) -> str:

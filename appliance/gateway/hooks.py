@@ -2,7 +2,7 @@
 
 The gateway asks an `Admission` whether to reroute and for a permit before each engine call, and
 tells a `Recorder` what happened. The null versions here admit everything and record nothing;
-`appliance.gateway.admission` and `appliance.monitor` provide the real ones.
+`appliance.load.admission` and `appliance.monitor` provide the real ones.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from appliance.gateway.priority import Priority
+from appliance.load.priority import Priority as Priority  # the one load-control type it needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,12 @@ class Permit(Protocol):
 
 class Admission(Protocol):
     def assess(self, engine_id: str, priority: Priority, *, has_fallback: bool) -> Decision:
-        """Reroute to the next model in the chain? Called before the breaker check."""
+        """Reroute to the next model in the chain? Called after the gateway's own breaker
+        check, before the breaker admits a call."""
+        ...
+
+    def rerouted(self, engine_id: str, priority: Priority, reason: str) -> None:
+        """The gateway rerouted around the engine for its own reason (an open breaker)."""
         ...
 
     async def acquire(self, engine_id: str, priority: Priority) -> Permit:
@@ -66,6 +71,9 @@ _NULL_PERMIT = _NullPermit()
 class NullAdmission:
     def assess(self, engine_id: str, priority: Priority, *, has_fallback: bool) -> Decision:
         return ADMIT
+
+    def rerouted(self, engine_id: str, priority: Priority, reason: str) -> None:
+        return None
 
     async def acquire(self, engine_id: str, priority: Priority) -> Permit:
         return _NULL_PERMIT

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from appliance.gateway.client import EngineClient
+from appliance.lifecycle import Background
 
 log = logging.getLogger("appliance.liveness")
 
@@ -27,7 +28,7 @@ UNKNOWN = Liveness(ok=False, latency_ms=None, checked_at=0.0, error="not checked
 _DOWN_ERRORS = frozenset({"ConnectError"})
 
 
-class LivenessProber:
+class LivenessProber(Background):
     def __init__(self, clients: dict[str, EngineClient], *, interval_s: float = 5.0) -> None:
         self._clients = clients
         self.interval_s = interval_s
@@ -68,7 +69,7 @@ class LivenessProber:
     async def probe_all(self) -> None:
         await asyncio.gather(*(self.probe(engine) for engine in self._clients))
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="liveness-prober")
 
     async def stop(self) -> None:

@@ -19,16 +19,17 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from appliance.lifecycle import Background
 from appliance.loadbalancer.readiness import readiness, saturation
 
 if TYPE_CHECKING:
-    from appliance.services import Services
+    from appliance.core import Appliance
 
 log = logging.getLogger("appliance.loadbalancer")
 MIN_WEIGHT_PERCENT = 1
 
 
-def agent_reply(services: Services) -> bytes:
+def agent_reply(services: Appliance) -> bytes:
     """The line HAProxy reads."""
     if services.draining:
         return b"drain\n"
@@ -38,10 +39,10 @@ def agent_reply(services: Services) -> bytes:
     return f"up ready {weight}%\n".encode()
 
 
-class AgentCheckServer:
-    """The TCP listener, started and stopped with the services."""
+class AgentCheckServer(Background):
+    """The TCP listener on `[server] lb_agent_port`, a background part of the appliance."""
 
-    def __init__(self, services: Services, host: str, port: int) -> None:
+    def __init__(self, services: Appliance, host: str, port: int) -> None:
         self.services = services
         self.host = host
         self.port = port
@@ -71,13 +72,3 @@ class AgentCheckServer:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-
-
-def install(services: Services) -> None:
-    """Answer the agent-check when `[server] lb_agent_port` is set."""
-    port = services.config.server.lb_agent_port
-    if not port:
-        return
-    server = AgentCheckServer(services, services.config.server.host, port)
-    services.on_start.append(server.start)
-    services.on_stop.append(server.stop)

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.config.schema import AGENTS
 from appliance.gateway.breaker import BreakerState
-from appliance.gateway.priority import Priority
+from appliance.load.priority import Priority
 
 if TYPE_CHECKING:
-    from appliance.services import Services
+    from appliance.core import Appliance
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class Readiness:
     reason: str  # why not, or "ready"
 
 
-def engine_up(services: Services, engine_id: str, processes: dict[str, Any]) -> bool:
+def engine_up(services: Appliance, engine_id: str, processes: dict[str, Any]) -> bool:
     """Its process runs and answers (launched engines) or its probe answers (external), and its
     breaker is not open."""
     if services.gateway.breakers[engine_id].state is BreakerState.OPEN:
@@ -37,7 +37,7 @@ def engine_up(services: Services, engine_id: str, processes: dict[str, Any]) -> 
     return services.liveness.results[engine_id].ok
 
 
-def readiness(services: Services) -> Readiness:
+def readiness(services: Appliance) -> Readiness:
     if services.draining:
         return Readiness(False, "draining")
     if not services.ready.is_set():
@@ -54,7 +54,7 @@ def readiness(services: Services) -> Readiness:
     return Readiness(True, "ready")
 
 
-def saturation(services: Services) -> float:
+def saturation(services: Appliance) -> float:
     """The appliance's load, 0 (idle) to 1 (every engine full): the mean over its engines."""
     gateway = services.gateway
     capacity = {e.id: e.max_num_seqs for e in services.config.engines}

@@ -7,10 +7,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from appliance.lifecycle import Background
+
 log = logging.getLogger("appliance.monitor")
 
 
-class Periodic:
+class Periodic(Background):
     def __init__(self, name: str, interval_s: float, tick: Callable[[], Awaitable[None]]) -> None:
         self.name = name
         self.interval_s = interval_s
@@ -22,7 +24,7 @@ class Periodic:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if not self.running:
             self._task = asyncio.create_task(self._loop(), name=self.name)
 

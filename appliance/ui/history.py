@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.config.schema import AGENTS, Config
-from appliance.gateway.priority import Priority
+from appliance.load.priority import Priority
+from appliance.load.recorder import MetricsRecorder
 from appliance.monitor.latency import LatencyWindows
-from appliance.monitor.recorder import MetricsRecorder
 
 HORIZON_S = 3600.0
 RATE_WINDOW_S = 60.0  # rates on the page compare now with a sample at least this old

@@ -17,17 +17,17 @@ from appliance import __version__
 from appliance.api.auth import api_keys
 from appliance.api.health import engine_views, overall
 from appliance.config.schema import AGENTS, Config
+from appliance.core import Appliance
 from appliance.errors import ApplianceError
-from appliance.gateway.priority import Priority
+from appliance.load.priority import Priority
 from appliance.placement import plan_profile
 from appliance.placement.render import render_plan
-from appliance.services import Services
 from appliance.ui.bench_digest import BenchDigest
 from appliance.ui.history import History, delta, share
 
 
 class Overview:
-    def __init__(self, services: Services, history: History, bench: BenchDigest) -> None:
+    def __init__(self, services: Appliance, history: History, bench: BenchDigest) -> None:
         self.services = services
         self.history = history
         self.bench = bench

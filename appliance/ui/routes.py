@@ -11,16 +11,14 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from litestar import Request, Response, Router, get
+from litestar import Response, Router, get
 from litestar.config.app import AppConfig
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
+from litestar.plugins import InitPluginProtocol
 
-from appliance.api.auth import api_keys
 from appliance.errors import NotFound
-from appliance.monitor.periodic import Periodic
-from appliance.services import Services
-from appliance.ui.bench_digest import BenchDigest
-from appliance.ui.history import CountSource, History
-from appliance.ui.overview import Overview
+from appliance.ui.page import OpsPage
 
 ASSETS = {
     "app.css": "text/css; charset=utf-8",
@@ -49,7 +47,7 @@ async def page() -> Response[str]:
 
 
 @get("/ui/static/{name:str}", include_in_schema=False)
-async def asset(name: str) -> Response[str]:
+async def asset(name: FromPath[str]) -> Response[str]:
     media_type = ASSETS.get(name)
     if media_type is None:
         raise NotFound(f"No asset `{name}`.")
@@ -57,55 +55,41 @@ async def asset(name: str) -> Response[str]:
 
 
 @get("/ui/session", include_in_schema=False)
-async def session(request: Request[Any, Any, Any]) -> dict[str, bool]:
+async def session(key_required: NamedDependency[bool]) -> dict[str, bool]:
     """Whether the page must ask for a key (no data here: a refused request says as much)."""
-    services: Services = request.app.state.services
-    return {"key_required": bool(api_keys(services.config))}
-
-
-def _overview(request: Request[Any, Any, Any]) -> Overview:
-    overview: Overview = request.app.state.ui_overview
-    return overview
+    return {"key_required": key_required}
 
 
 @get("/overview", summary="Everything the operations page shows, in one document")
-async def overview(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return await _overview(request).document()
+async def overview(ops: NamedDependency[OpsPage]) -> dict[str, Any]:
+    return await ops.overview.document()
 
 
 @get("/history", summary="Per-agent P95 samples of the last hour, with the expected bands")
-async def history(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return _overview(request).history_document()
+async def history(ops: NamedDependency[OpsPage]) -> dict[str, Any]:
+    return ops.overview.history_document()
 
 
 ops_router = Router(path="/admin", route_handlers=[overview, history], tags=["admin"])
 
 
-def ui_extension(app_config: AppConfig, services: Services) -> None:
-    """An `Extension` for `create_app`: the page, its data routes and the history sampler. Put it
-    after the benchmarks' extension, whose service it reads."""
-    gates = services.load.admission
-    counts = CountSource(
-        services.config,
-        services.load.recorder,
-        lambda: list(gates.gates.values()) if gates is not None else [],
-    )
-    hist = History(
-        services.load.latency, counts, interval_s=services.config.server.history_interval_s
-    )
-    bench = BenchDigest(app_config.state.get("bench"))
-    services.metric_sources.append(bench.metrics)
+class OpsPagePlugin(InitPluginProtocol):
+    """The page, its assets and its data routes, with the parts they read."""
 
-    async def tick() -> None:
-        hist.sample()
-        await bench.refresh()
+    def __init__(self, ops: OpsPage, *, key_required: bool) -> None:
+        self.ops = ops
+        self.key_required = key_required
 
-    sampler = Periodic("ops-history", hist.interval_s, tick)
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.route_handlers.extend([page, asset, session, ops_router])
+        app_config.dependencies["ops"] = Provide(self._ops, use_cache=True, sync_to_thread=False)
+        app_config.dependencies["key_required"] = Provide(
+            self._key_required, use_cache=True, sync_to_thread=False
+        )
+        return app_config
 
-    async def start() -> None:
-        sampler.start()
+    def _ops(self) -> OpsPage:
+        return self.ops
 
-    services.on_start.append(start)
-    services.on_stop.append(sampler.stop)
-    app_config.route_handlers.extend([page, asset, session, ops_router])
-    app_config.state["ui_overview"] = Overview(services, hist, bench)
+    def _key_required(self) -> bool:
+        return self.key_required

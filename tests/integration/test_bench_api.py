@@ -10,10 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 from litestar import Litestar
-from litestar.datastructures import State
 from litestar.testing import AsyncTestClient
 
-from appliance.api.benchmarks import benchmarks_router
+from appliance.api.benchmarks import BenchmarksPlugin
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.bench.client import Target
 from appliance.bench.service import BenchService
@@ -35,9 +34,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimEngine]:
 
 def app_with(service: BenchService | None) -> Litestar:
     return Litestar(
-        route_handlers=[benchmarks_router],
+        plugins=[BenchmarksPlugin(service)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
-        state=State({"bench": service} if service else {}),
     )
 
 
@@ -105,28 +103,3 @@ async def test_without_a_service_the_routes_say_so() -> None:
         response = await client.get("/benchmarks")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "benchmarks_unavailable"
-
-
-def test_the_extension_wires_the_service_into_the_app(tmp_path: Path) -> None:
-    from litestar.config.app import AppConfig
-
-    from appliance.api.benchmarks import bench_extension
-
-    config = load_config(SHIPPED, env={})
-
-    class Services:
-        def __init__(self) -> None:
-            self.config = config
-            self.on_start: list[Any] = []
-            self.on_stop: list[Any] = []
-
-    services = Services()
-    app_config = AppConfig()
-    bench_extension(lambda s: lambda: 3)(app_config, services)
-    service = app_config.state["bench"]
-    assert isinstance(service, BenchService)
-    assert benchmarks_router in app_config.route_handlers
-    assert services.on_start == [service.start] and services.on_stop == [service.stop]
-    assert service.live_inflight() == 3
-    assert service.targets["kai"].base_url == f"http://127.0.0.1:{config.server.port}/v1"
-    assert service.targets["kai"].model == "kai"  # through the appliance, by agent name

@@ -64,5 +64,5 @@ def test_an_existing_store_under_a_relative_data_dir_is_checked_on_the_next_star
     preflight(config, create=True)  # the second start
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(ConfigError, match="bench.db_file"):
+    with pytest.raises(ConfigError, match=r"bench\.db_file"):
         preflight(config, create=True)

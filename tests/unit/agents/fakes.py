@@ -17,7 +17,7 @@ from appliance.agents.schemas import GeneticTraits, GuardrailVerdict, WellnessIn
 from appliance.config import load_config
 from appliance.config.schema import Config
 from appliance.gateway.gateway import Completion, Route
-from appliance.gateway.priority import Priority
+from appliance.load.priority import Priority
 from appliance.simulator.schema_instance import instance
 
 ROOT = Path(__file__).resolve().parents[3]

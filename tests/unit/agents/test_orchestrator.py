@@ -18,7 +18,7 @@ from appliance.agents.schemas import (
     Turn,
 )
 from appliance.errors import BadRequest, EngineUnavailable, InvalidModelOutput, Overloaded
-from appliance.gateway.priority import Priority
+from appliance.load.priority import Priority
 from tests.unit.agents.fakes import FakeGateway, as_json, config
 
 DOWN = EngineUnavailable("No engine could serve it.")

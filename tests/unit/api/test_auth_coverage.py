@@ -16,10 +16,8 @@ from litestar.testing import TestClient
 
 from appliance.api.app import create_app
 from appliance.api.auth import OPEN_PATHS, OPEN_PREFIXES, is_open
-from appliance.api.benchmarks import bench_extension
 from appliance.config import load_config
-from appliance.services import Services
-from appliance.ui.routes import ui_extension
+from appliance.root import build
 
 SHIPPED = Path(__file__).resolve().parents[3] / "models.toml"
 KEY = "coverage-key"
@@ -37,10 +35,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Litestar:
         security=msgspec.structs.replace(loaded.security, api_keys=(KEY,)),
         server=msgspec.structs.replace(loaded.server, data_dir=str(tmp_path_factory.mktemp("var"))),
     )
-    services = Services.from_config(config)
-    return create_app(
-        config, services, extensions=(bench_extension(lambda s: lambda: 0), ui_extension)
-    )
+    assert config.bench.enabled  # its routes are in the table too
+    return create_app(build(config))
 
 
 def concrete(path: str) -> str:

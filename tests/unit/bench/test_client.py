@@ -10,7 +10,7 @@ import pytest
 
 from appliance.bench.client import StreamClient, Target
 from appliance.bench.workloads import BenchRequest
-from appliance.gateway.priority import PRIORITY_HEADER
+from appliance.load.priority import PRIORITY_HEADER
 
 REQ = BenchRequest("kai", ({"role": "user", "content": "(synthetic benchmark text) tea"},), 3)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -13,12 +14,13 @@ from appliance.config import load_config
 from appliance.config.schema import Config
 from appliance.engines.base import Endpoint
 from appliance.errors import EngineUnavailable, Overloaded
-from appliance.gateway.admission import AdmissionController
 from appliance.gateway.breaker import BreakerState
+from appliance.gateway.client import EngineClient, engine_clients
 from appliance.gateway.gateway import Gateway
 from appliance.gateway.hooks import ADMIT, Decision, Permit
-from appliance.gateway.priority import Priority
-from appliance.monitor.saturation import Signal
+from appliance.load.admission import AdmissionController
+from appliance.load.priority import Priority
+from appliance.load.saturation import Signal
 
 SHIPPED = Path(__file__).resolve().parents[3] / "models.toml"
 
@@ -38,12 +40,16 @@ def config() -> Config:
     )
 
 
-def gateway(cfg: Config, clock: list[float]) -> Gateway:
+def clients(cfg: Config) -> dict[str, EngineClient]:
     endpoints = [
         Endpoint(e.id, f"http://127.0.0.1:{closed_port()}/v1", "key", e.names, True)
         for e in cfg.engines
     ]
-    return Gateway(cfg, endpoints, clock=lambda: clock[0])
+    return engine_clients(endpoints, cfg.llm)
+
+
+def gateway(cfg: Config, clock: list[float], **parts: Any) -> Gateway:
+    return Gateway(cfg, clients(cfg), clock=lambda: clock[0], **parts)
 
 
 class Shedding:
@@ -60,11 +66,10 @@ def body(model: str) -> bytes:
 
 async def test_a_shed_half_open_trial_does_not_leave_the_breaker_stuck() -> None:
     cfg, clock = config(), [0.0]
-    gw = gateway(cfg, clock)
+    gw = gateway(cfg, clock, admission=Shedding())
     breaker = gw.breakers["llama-70b"]
     breaker.record_failure()  # threshold 1: open
     clock[0] = cfg.llm.circuit_breaker_timeout + 1
-    gw.admission = Shedding()
     with pytest.raises(Overloaded):
         await gw.dispatch(gw.route("llama-3.1-70b-instruct"), body, priority=Priority.INTERACTIVE)
     assert breaker.state is BreakerState.HALF_OPEN
@@ -74,9 +79,8 @@ async def test_a_shed_half_open_trial_does_not_leave_the_breaker_stuck() -> None
 
 async def test_open_breaker_reroutes_before_taking_a_slot_and_is_counted() -> None:
     cfg, clock = config(), [0.0]
-    gw = gateway(cfg, clock)
-    admission = AdmissionController(cfg, gw.breakers, list(gw.clients))
-    gw.admission = admission
+    admission = AdmissionController(cfg, [e.id for e in cfg.engines])
+    gw = gateway(cfg, clock, admission=admission)
     gw.breakers["llama-70b"].record_failure()
     with pytest.raises(EngineUnavailable) as caught:
         await gw.dispatch(gw.route("kai"), body, priority=Priority.INTERACTIVE)
@@ -90,11 +94,24 @@ async def test_open_breaker_reroutes_before_taking_a_slot_and_is_counted() -> No
     await gw.aclose()
 
 
+async def test_a_half_open_breaker_is_not_rerouted_around_so_its_trial_can_run() -> None:
+    cfg, clock = config(), [0.0]
+    admission = AdmissionController(cfg, [e.id for e in cfg.engines])
+    gw = gateway(cfg, clock, admission=admission)
+    gw.breakers["llama-70b"].record_failure()  # threshold 1: open
+    clock[0] = cfg.llm.circuit_breaker_timeout + 1  # half-open: the next call is the trial
+    with pytest.raises(EngineUnavailable) as caught:
+        await gw.dispatch(gw.route("kai"), body, priority=Priority.INTERACTIVE)
+    assert "llama-3.1-70b-instruct: engine unreachable" in caught.value.message
+    assert admission.gates["llama-70b"].rerouted == {}
+    assert admission.gates["llama-70b"].admitted[Priority.INTERACTIVE] == 1
+    await gw.aclose()
+
+
 async def test_saturated_primary_reroutes_and_the_last_model_is_never_rerouted() -> None:
     cfg, clock = config(), [0.0]
-    gw = gateway(cfg, clock)
-    admission = AdmissionController(cfg, gw.breakers, list(gw.clients))
-    gw.admission = admission
+    admission = AdmissionController(cfg, [e.id for e in cfg.engines])
+    gw = gateway(cfg, clock, admission=admission)
     for gate in admission.gates.values():
         gate.update(Signal(known=True, engine=1.5))
     with pytest.raises(EngineUnavailable) as caught:
@@ -113,11 +130,10 @@ async def test_an_engine_known_down_is_skipped_without_waiting_or_retrying() -> 
     cfg = msgspec.structs.replace(
         loaded, llm=msgspec.structs.replace(loaded.llm, max_retries=5, retry_delay=30.0)
     )
-    gw = gateway(cfg, [0.0])
-    admission = AdmissionController(cfg, gw.breakers, list(gw.clients))
-    gw.admission = admission
-    prober = LivenessProber(gw.clients)
-    gw.known_down = prober.known_down
+    engines = clients(cfg)
+    admission = AdmissionController(cfg, list(engines))
+    prober = LivenessProber(engines)
+    gw = Gateway(cfg, engines, admission=admission, known_down=prober.known_down)
     assert prober.known_down("llama-8b") is None  # not probed yet: not known down
     await prober.probe_all()
     with pytest.raises(EngineUnavailable) as caught:

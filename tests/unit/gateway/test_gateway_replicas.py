@@ -8,9 +8,9 @@ import pytest
 
 from appliance.config.schema import Config, EngineConfig
 from appliance.errors import EngineUnavailable
-from appliance.gateway.admission import AdmissionController
 from appliance.gateway.gateway import Gateway
-from appliance.gateway.priority import Priority
+from appliance.load.admission import AdmissionController
+from appliance.load.priority import Priority
 from tests.unit.gateway.test_gateway_admission import body, config, gateway
 
 GUARD = "llama-3.1-8b-instruct"
@@ -26,10 +26,8 @@ def with_replica(cfg: Config) -> Config:
 
 def replica_gateway() -> tuple[Gateway, AdmissionController]:
     cfg = with_replica(config())
-    gw = gateway(cfg, [0.0])
-    admission = AdmissionController(cfg, gw.breakers, list(gw.clients))
-    gw.admission = admission
-    return gw, admission
+    admission = AdmissionController(cfg, [e.id for e in cfg.engines])
+    return gateway(cfg, [0.0], admission=admission), admission
 
 
 async def test_both_replicas_are_tried_before_the_fallback_model() -> None:

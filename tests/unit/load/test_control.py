@@ -1,9 +1,9 @@
-"""The load monitor: readings and latency windows become each engine's admission signal."""
+"""Load control: readings and latency windows become each engine's admission signal."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,12 @@ import pytest
 from appliance.config import load_config
 from appliance.config.schema import Config
 from appliance.engines.base import Endpoint
+from appliance.gateway.client import engine_clients
 from appliance.gateway.gateway import Gateway
 from appliance.gateway.hooks import NullAdmission
+from appliance.load.control import LoadControl, RateMeter
 from appliance.load.priority import Priority
 from appliance.monitor.engine_metrics import EngineLoad
-from appliance.load.control import LoadMonitor, RateMeter
 from appliance.monitor.nvml import NvmlUnavailable
 
 SHIPPED = Path(__file__).resolve().parents[3] / "models.toml"
@@ -33,13 +34,6 @@ class NoDriver:
         raise AssertionError("never initialised")
 
 
-class FakeServices:
-    def __init__(self) -> None:
-        self.health_sections: dict[str, Callable[[], Any]] = {}
-        self.on_start: list[Callable[[], Awaitable[None]]] = []
-        self.on_stop: list[Callable[[], Awaitable[None]]] = []
-
-
 def config(**admission: Any) -> Config:
     loaded = load_config(SHIPPED, env={})
     return msgspec.structs.replace(
@@ -48,18 +42,21 @@ def config(**admission: Any) -> Config:
 
 
 @pytest.fixture
-async def make() -> AsyncIterator[Callable[..., tuple[LoadMonitor, Gateway, list[float]]]]:
+async def make() -> AsyncIterator[Callable[..., tuple[LoadControl, Gateway, list[float]]]]:
     gateways: list[Gateway] = []
 
-    def build(**admission: Any) -> tuple[LoadMonitor, Gateway, list[float]]:
+    def build(**admission: Any) -> tuple[LoadControl, Gateway, list[float]]:
         cfg = config(**admission)
         endpoints = [
             Endpoint(e.id, "http://127.0.0.1:9/v1", "key", e.names, True) for e in cfg.engines
         ]
-        gateway = Gateway(cfg, endpoints)
-        gateways.append(gateway)
+        clients = engine_clients(endpoints, cfg.llm)
         now = [1000.0]
-        monitor = LoadMonitor(cfg, gateway, nvml=NoDriver, clock=lambda: now[0])
+        monitor = LoadControl(cfg, clients, nvml=NoDriver, clock=lambda: now[0])
+        gateway = Gateway(
+            cfg, clients, admission=monitor.gateway_admission, recorder=monitor.recorder
+        )
+        gateways.append(gateway)
         return monitor, gateway, now
 
     yield build
@@ -67,22 +64,16 @@ async def make() -> AsyncIterator[Callable[..., tuple[LoadMonitor, Gateway, list
         await gateway.aclose()
 
 
-async def test_install_puts_admission_and_recorder_on_the_gateway(make: Any) -> None:
+async def test_the_gateway_is_built_with_its_admission_and_recorder(make: Any) -> None:
     monitor, gateway, _ = make()
-    services = FakeServices()
-    monitor.install(services)
     assert gateway.admission is monitor.admission and gateway.recorder is monitor.recorder
-    assert set(services.health_sections) == {"load", "latency", "gpus", "host"}
-    assert services.health_sections["gpus"]() == {
-        "state": "not read yet",
-        "devices": [],
-    }
-    assert len(services.on_start) == len(services.on_stop) == 1
+    sections = monitor.detailed()
+    assert set(sections) == {"load", "latency", "gpus", "host"}
+    assert sections["gpus"] == {"state": "not read yet", "devices": []}
 
 
 async def test_admission_off_leaves_the_null_admission_but_still_records(make: Any) -> None:
     monitor, gateway, _ = make(enabled=False)
-    monitor.install(FakeServices())
     assert isinstance(gateway.admission, NullAdmission)
     assert gateway.recorder is monitor.recorder
     monitor.refresh()  # nothing to feed, and no error

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from appliance.histogram import Histogram
-from appliance.monitor.latency import LatencyWindows
 from appliance.load.recorder import MetricsRecorder
+from appliance.monitor.latency import LatencyWindows
 
 
 def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:

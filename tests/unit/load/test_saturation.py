@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.load.saturation import combine, engine_signal, latency_term, own_term
 from appliance.monitor.engine_metrics import EngineLoad
 from appliance.monitor.latency import Percentiles
-from appliance.load.saturation import combine, engine_signal, latency_term, own_term
 
 
 def p95(value: float, count: int = 50) -> Percentiles:

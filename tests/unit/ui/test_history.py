@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from appliance.api.chat import completion_tokens
 from appliance.config import load_config
-from appliance.gateway.priority import Priority
+from appliance.load.priority import Priority
+from appliance.load.recorder import MetricsRecorder
 from appliance.monitor.latency import LatencyWindows
-from appliance.monitor.recorder import MetricsRecorder
 from appliance.ui.history import CountSource, History, delta, share
 from tests.support.running import SHIPPED
 
