@@ -56,6 +56,6 @@ class AdminController(Controller):
         return {"reset": [engine], "breakers": breaker_views(gateway)}
 
     @get("/load", summary="Admission, engine metrics, latency windows, GPUs and host")
-    async def load(self, load: NamedDependency[LoadControl]) -> dict[str, Any]:
-        sections = load.detailed()
+    async def load(self, load_control: NamedDependency[LoadControl]) -> dict[str, Any]:
+        sections = load_control.detailed()
         return {**sections.pop("load"), **sections}

@@ -65,9 +65,9 @@ class AgentsController(Controller):
         ),
     )
     async def converse(
-        self, agents: NamedDependency[Orchestrator], data: JSONBody[ConverseRequest]
+        self, orchestrator: NamedDependency[Orchestrator], data: JSONBody[ConverseRequest]
     ) -> ConverseResponse:
-        return await _for_locale(agents, data.locale).converse(data)
+        return await _for_locale(orchestrator, data.locale).converse(data)
 
     @post(
         "/agents/guardrail/check",
@@ -80,9 +80,9 @@ class AgentsController(Controller):
         ),
     )
     async def guardrail_check(
-        self, agents: NamedDependency[Orchestrator], data: JSONBody[GuardrailCheckRequest]
+        self, orchestrator: NamedDependency[Orchestrator], data: JSONBody[GuardrailCheckRequest]
     ) -> GuardrailCheckResponse:
-        return await _for_locale(agents, data.locale).check(data)
+        return await _for_locale(orchestrator, data.locale).check(data)
 
     @post(
         "/agents/genetic/analyze",
@@ -94,9 +94,9 @@ class AgentsController(Controller):
         ),
     )
     async def genetic_analyze(
-        self, agents: NamedDependency[Orchestrator], data: JSONBody[AnalysisRequest]
+        self, orchestrator: NamedDependency[Orchestrator], data: JSONBody[AnalysisRequest]
     ) -> GeneticAnalysisResponse:
-        return await _for_locale(agents, data.locale).analyze_genetic(data)
+        return await _for_locale(orchestrator, data.locale).analyze_genetic(data)
 
     @post(
         "/agents/wellness/analyze",
@@ -108,9 +108,9 @@ class AgentsController(Controller):
         ),
     )
     async def wellness_analyze(
-        self, agents: NamedDependency[Orchestrator], data: JSONBody[AnalysisRequest]
+        self, orchestrator: NamedDependency[Orchestrator], data: JSONBody[AnalysisRequest]
     ) -> WellnessAnalysisResponse:
-        return await _for_locale(agents, data.locale).analyze_wellness(data)
+        return await _for_locale(orchestrator, data.locale).analyze_wellness(data)
 
 
 # The crisis answer on /v1/chat/completions -------------------------------------------------------

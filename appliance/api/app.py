@@ -48,11 +48,13 @@ def create_app(wiring: Wiring, *, lifecycle: Lifecycle | None = None) -> Litesta
     if wiring.bench is not None:
         plugins.append(BenchmarksPlugin(wiring.bench))
     plugins.append(OpsPagePlugin(wiring.ops, key_required=bool(api_keys(config))))
+    # Named so that no request body field shares a name: Litestar reads a validation error on
+    # a field named like a dependency as a server error.
     parts: dict[str, Any] = {
         "appliance": appliance,
         "gateway": appliance.gateway,
-        "agents": appliance.agents,
-        "load": appliance.load,
+        "orchestrator": appliance.agents,
+        "load_control": appliance.load,
         "registry": wiring.registry,
     }
     app_config = AppConfig(

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 
 from appliance.api.errors import error_parts
@@ -143,7 +144,7 @@ class AuthMiddleware:
         self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not is_open(scope["path"]):
+        if scope["type"] == ScopeType.HTTP and not is_open(scope["path"]):
             refused = self.guard.refuse(scope["headers"])
             if refused is not None:
                 await _refuse(send, refused)

@@ -97,7 +97,7 @@ def _lower(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-class ApplianceRequest(Request):
+class ApplianceRequest(Request[Any, Any, Any]):
     """Litestar's request, with bodies decoded by `decode` (nesting cap, clear errors)."""
 
     async def json(self) -> Any:
@@ -111,6 +111,6 @@ class ApplianceRequest(Request):
         return self._json
 
 
-def _data_optional(request: Request) -> bool:
+def _data_optional(request: Request[Any, Any, Any]) -> bool:
     field = request.route_handler.parsed_fn_signature.parameters.get("data")
     return field is None or field.is_optional or field.has_default

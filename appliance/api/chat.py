@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
@@ -150,7 +151,9 @@ def _parse(body: bytes) -> ChatHead:
     return cast("ChatHead", decode(body, decoder=_decode_head))
 
 
-def _body_builder(body: bytes, head: ChatHead, route: Route, agents: dict[str, AgentConfig]):
+def _body_builder(
+    body: bytes, head: ChatHead, route: Route, agents: dict[str, AgentConfig]
+) -> Callable[[str], bytes]:
     """A function from the target model name to the bytes sent to its engine."""
     if route.agent is None:
         if route.targets == (head.model,):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import msgspec
 from litestar import Request, Response
@@ -28,7 +29,7 @@ def error_parts(exc: ApplianceError) -> tuple[int, list[tuple[bytes, bytes]], by
     return exc.status_code, headers, error_body(exc.message, exc.error_type, exc.code, exc.param)
 
 
-def appliance_error_handler(_: Request, exc: ApplianceError) -> Response:
+def appliance_error_handler(_: Request[Any, Any, Any], exc: ApplianceError) -> Response[bytes]:
     status, headers, body = error_parts(exc)
     if status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.message)
@@ -69,7 +70,7 @@ def validation_error(exc: ValidationException) -> tuple[str, str | None]:
     return f"Invalid request: {detail}.", param
 
 
-def http_error_handler(_: Request, exc: HTTPException) -> Response:
+def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     if isinstance(exc, ValidationException):
         message, param = validation_error(exc)
         body = error_body(message, "invalid_request_error", "invalid_request", param)
@@ -84,7 +85,7 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
     )
 
 
-def unexpected_error_handler(_: Request, exc: Exception) -> Response:
+def unexpected_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
     return Response(
         content=error_body("Internal error in the appliance.", "server_error", "internal_error"),

@@ -142,7 +142,7 @@ class DescribedJson(JsonRenderPlugin):
         super().__init__()
         self._cache: tuple[int, bytes] | None = None
 
-    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         if self._cache is None or self._cache[0] != id(openapi_schema):
             self._cache = (id(openapi_schema), super().render(request, describe(openapi_schema)))
         return self._cache[1]

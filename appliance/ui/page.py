@@ -12,7 +12,7 @@ from appliance.ui.history import CountSource, History
 from appliance.ui.overview import Overview
 
 if TYPE_CHECKING:
-    from appliance.root import Appliance
+    from appliance.core import Appliance
 
 
 class OpsPage:
