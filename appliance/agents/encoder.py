@@ -119,7 +119,8 @@ class Encoder:
             x = layer(x, mask)
         pooled = np.stack([x[start:end].mean(axis=0) for start, end in bounds])
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), _EPS)
-        return (pooled / norms).astype(np.float32)
+        unit: Vector = (pooled / norms).astype(np.float32)
+        return unit
 
 
 def _special(tokenizer: Any, token: str) -> int:
@@ -172,7 +173,8 @@ def _layer_norm(x: Vector, weight: Vector, bias: Vector) -> Vector:
     mean = x.mean(axis=-1, keepdims=True)
     centred = x - mean
     var = (centred * centred).mean(axis=-1, keepdims=True)
-    return centred / np.sqrt(var + _EPS) * weight + bias
+    normed: Vector = centred / np.sqrt(var + _EPS) * weight + bias
+    return normed
 
 
 def _gelu(x: Vector) -> Vector:
@@ -192,7 +194,8 @@ def _gelu(x: Vector) -> Vector:
         )
     )
     erf = (1 - poly * np.exp(-z * z)) * np.sign(x)
-    return (x * 0.5 * (1 + erf)).astype(np.float32)
+    out: Vector = (x * 0.5 * (1 + erf)).astype(np.float32)
+    return out
 
 
 _shared: Encoder | None = None
