@@ -15,7 +15,7 @@ import msgspec
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
-from litestar.types import HTTPResponseStartEvent, Send
+from litestar.types import Send
 
 from appliance.agents.crisis import detect
 from appliance.agents.orchestrator import Orchestrator
@@ -29,6 +29,7 @@ from appliance.agents.schemas import (
     GuardrailCheckResponse,
     WellnessAnalysisResponse,
 )
+from appliance.asgi import response_body, response_start, send_complete
 from appliance.gateway.replicas import CONVERSATION_HEADER, conversation_key
 
 _encode = msgspec.json.Encoder().encode
@@ -170,18 +171,12 @@ async def answer_crisis(
         (b"x-appliance-fallback", b"false"),
         (b"x-appliance-fallback-step", b"crisis_protocol"),
     ]
-    if head.stream:
-        payload = _sse(ident, created, reply, _include_usage(body))
+    if head.stream:  # the whole stream in one part, framed by the server like any stream
+        events = _sse(ident, created, reply, _include_usage(body))
+        await send(response_start(200, headers))
+        await send(response_body(events))
     else:
-        payload = _encode(_completion(ident, created, reply))
-        headers.append((b"content-length", str(len(payload)).encode()))
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": 200,
-        "headers": headers,
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": payload, "more_body": False})
+        await send_complete(send, 200, headers, _encode(_completion(ident, created, reply)))
     return True
 
 

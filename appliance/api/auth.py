@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from appliance.api.errors import error_parts
+from appliance.asgi import send_complete
 from appliance.config.schema import Config
 from appliance.errors import ApplianceError, RateLimited, Unauthorized
 
@@ -160,14 +161,7 @@ async def _refuse(send: Send, exc: ApplianceError) -> None:
     status, headers, body = error_parts(exc)
     if status == 401:
         headers.append(_CHALLENGE)
-    headers.append((b"content-length", str(len(body)).encode()))
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": headers,
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send_complete(send, status, headers, body)
 
 
 def auth_middleware(config: Config) -> Callable[[ASGIApp], ASGIApp]:

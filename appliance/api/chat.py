@@ -16,20 +16,14 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 from litestar import asgi
 from litestar.handlers import ASGIRouteHandler
-from litestar.types import (
-    HTTPRequestEvent,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
-    Receive,
-    Scope,
-    Send,
-)
+from litestar.types import HTTPRequestEvent, Receive, Scope, Send
 
 from appliance.agents.orchestrator import Orchestrator
 from appliance.agents.prompts import system_prompt
 from appliance.api.agents import answer_crisis
 from appliance.api.bodies import decode
 from appliance.api.errors import error_body, error_parts
+from appliance.asgi import response_body, response_start, send_complete
 from appliance.config.schema import AgentConfig
 from appliance.errors import ApplianceError, BadRequest
 from appliance.gateway.gateway import Dispatch, Gateway, Route
@@ -200,11 +194,9 @@ async def _relay(
                 headers[0] = (b"content-type", b"application/json")
             else:
                 tokens = completion_tokens(data)
-            headers.append((b"content-length", str(len(data)).encode()))
-            await send(_start(response.status, headers))
-            await send(_body(data))
+            await send_complete(send, response.status, headers, data)
             return
-        await send(_start(response.status, headers))
+        await send(response_start(response.status, headers))
         # The server ignores sends to a client that has gone, so watch for it: an abandoned
         # stream must not keep its engine slot and its engine generating.
         gone = asyncio.ensure_future(_client_gone(receive))
@@ -217,17 +209,17 @@ async def _relay(
                     ttft = time.perf_counter() - dispatch.started
                 if _COMPLETION_TOKENS in chunk:  # the usage chunk (stream_options.include_usage)
                     tokens = completion_tokens(chunk) or tokens
-                await send(_body(chunk, more=True))
+                await send(response_body(chunk, more=True))
         except Exception as exc:  # the engine died mid-stream: tell the client in-band
             outcome = "stream_error"
             log.warning("stream from %s broke: %s", dispatch.engine_id, type(exc).__name__)
-            await send(_body(_stream_error(), more=True))
+            await send(response_body(_stream_error(), more=True))
         finally:
             gone.cancel()
         if outcome == "client_gone":
             await response.aclose()  # drops the engine connection: the engine stops generating
             return
-        await send(_body(b""))
+        await send(response_body(b""))
     except OSError:
         outcome = "client_gone"
     finally:
@@ -329,13 +321,4 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 async def _send_error(send: Send, exc: ApplianceError, *, status: int | None = None) -> None:
     code, headers, body = error_parts(exc)
-    await send(_start(status or code, headers))
-    await send(_body(body))
-
-
-def _start(status: int, headers: list[tuple[bytes, bytes]]) -> HTTPResponseStartEvent:
-    return {"type": "http.response.start", "status": status, "headers": headers}
-
-
-def _body(data: bytes, *, more: bool = False) -> HTTPResponseBodyEvent:
-    return {"type": "http.response.body", "body": data, "more_body": more}
+    await send_complete(send, status or code, headers, body)

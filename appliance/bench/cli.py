@@ -35,7 +35,9 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
-    bench = subparsers.add_parser("bench", help="benchmark the appliance against the P95 table")
+    bench: argparse.ArgumentParser = subparsers.add_parser(
+        "bench", help="benchmark the appliance against the P95 table"
+    )
     sub = bench.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
 
     run = sub.add_parser("run", help="one load level per agent and for the realistic mix")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx2
 import msgspec
@@ -83,7 +84,7 @@ _chunk_decoder = msgspec.json.Decoder(_Chunk)
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
 
 
-def payload(target: Target, req: BenchRequest) -> dict:
+def payload(target: Target, req: BenchRequest) -> dict[str, Any]:
     messages = list(req.messages)
     if target.system_words:
         filler = " ".join(["synthetic"] * target.system_words)

@@ -25,7 +25,8 @@ from appliance.bench.runner import GateFn, ProgressFn, Runner
 from appliance.bench.sweep import Capacity, Level, capacity, check, knee, levels
 from appliance.bench.workloads import Workload
 from appliance.config.schema import AGENTS, Config
-from appliance.store.bench import BenchStore, RunMeta
+from appliance.store.bench import BenchStore
+from appliance.store.bench_rows import RunMeta
 
 # A sweep level sends at least this many requests per concurrent slot, so that the closed loop
 # reaches a steady state instead of measuring one burst.

@@ -7,7 +7,7 @@ at time scale 0.1 reads like the real hardware it stands for.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -70,4 +70,4 @@ class PhaseResult(msgspec.Struct, frozen=True, kw_only=True):
     mode: Mode
     concurrency: int | None
     rate: float | None
-    metrics: dict  # vLLM's result keys plus `error_rate` and `tokens_per_s`
+    metrics: dict[str, Any]  # vLLM's result keys plus `error_rate` and `tokens_per_s`

@@ -30,7 +30,8 @@ from appliance.bench.targets import appliance_targets, run_meta
 from appliance.config.schema import Config
 from appliance.errors import ApplianceError, BadRequest, NotFound
 from appliance.lifecycle import Background
-from appliance.store.bench import BenchStore, RunRow, SummaryRow
+from appliance.store.bench import BenchStore
+from appliance.store.bench_rows import RunRow, SummaryRow
 
 log = logging.getLogger("appliance.bench")
 

@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from appliance.bench.records import Sample
 from appliance.quantiles import percentile
@@ -66,7 +67,9 @@ def _describe(name: str, values_s: Sequence[float], out: dict[str, float]) -> No
         out[f"p{word}_{name}_ms"] = percentile(values_s, p) * 1000.0
 
 
-def summarize(samples: Iterable[Sample], duration_s: float, slo: Slo | None = None) -> dict:
+def summarize(
+    samples: Iterable[Sample], duration_s: float, slo: Slo | None = None
+) -> dict[str, Any]:
     """vLLM's result keys for a set of samples measured over `duration_s` seconds."""
     samples = list(samples)
     good = [s for s in samples if s.ok]
@@ -77,7 +80,7 @@ def summarize(samples: Iterable[Sample], duration_s: float, slo: Slo | None = No
     total_in = sum(s.prompt_tokens for s in good)
     total_out = sum(s.completion_tokens for s in good)
     dur = duration_s if duration_s > 0 else float("nan")
-    result: dict = {
+    result: dict[str, Any] = {
         "duration": duration_s,
         "completed": len(good),
         "failed": len(samples) - len(good),

@@ -9,7 +9,7 @@ from appliance import __version__
 from appliance.bench.client import Target
 from appliance.config.schema import AGENTS, Config
 from appliance.errors import ConfigError
-from appliance.store.bench import RunMeta
+from appliance.store.bench_rows import RunMeta
 
 # An agent's system prompt is a few hundred tokens; an engine reached directly gets filler of
 # about that size instead, so its prefill looks like the appliance's.

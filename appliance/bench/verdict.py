@@ -8,7 +8,7 @@ its share of the bound it is measured from.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -51,7 +51,7 @@ def judge_speed(value: float, band: tuple[float, float], metric: str = "tokens_p
     return _verdict(metric, value, band, "within", value - low, low)
 
 
-def judge(metrics: dict, expected: ExpectedRow) -> dict[str, Verdict]:
+def judge(metrics: dict[str, Any], expected: ExpectedRow) -> dict[str, Verdict]:
     """Both verdicts for one agent's figures (vLLM keys, milliseconds)."""
     return {
         "p95": judge_latency(metrics["p95_e2el_ms"] / 1000.0, expected.p95_s),

@@ -344,7 +344,7 @@ def _llm_from_env(llm: LLMSettings, env: Mapping[str, str]) -> LLMSettings:
 
 def _external_from_env(
     base_url: str, env: Mapping[str, str]
-) -> tuple[tuple[EngineConfig, ...], dict, str]:
+) -> tuple[tuple[EngineConfig, ...], dict[str, AgentModels], str]:
     """`LLM_BASE_URL` alone: one external engine serving every agent's model."""
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(

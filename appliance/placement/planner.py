@@ -18,7 +18,7 @@ from typing import Literal
 from appliance.config.schema import CatalogEntry, EngineConfig
 from appliance.placement import memory
 from appliance.placement.figures import ModelFigures, WeightFormat, model_figures
-from appliance.placement.gpus import Gpu
+from appliance.placement.gpus import GIB, Gpu
 from appliance.placement.plan import EnginePlan, GpuUse, Plan, Verdict
 
 # Added to the shortfall for each problem that no amount of memory fixes, so the suggestion
@@ -407,4 +407,4 @@ def _shortfall(
 
 
 def _gib(n: int) -> str:
-    return f"{n / memory.GIB:.1f} GiB"
+    return f"{n / GIB:.1f} GiB"

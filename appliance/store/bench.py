@@ -9,80 +9,26 @@ is stale, while one owned by a live process (the CLI beside the service) is left
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 import msgspec
-import psutil
 
 from appliance.bench.records import Phase, PhaseResult, Sample
+from appliance.store.bench_rows import (
+    PhaseRow,
+    RunMeta,
+    RunRow,
+    SummaryRow,
+    TrendPoint,
+    now_iso,
+    run_row,
+)
 from appliance.store.db import open_db
+from appliance.store.owner import owner_alive, this_process
 
 _json = msgspec.json.Encoder()
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class RunMeta(msgspec.Struct, frozen=True, kw_only=True):
-    """Where and with what a run was made."""
-
-    profile: str = ""
-    gpu: str = ""
-    version: str = ""
-    config_source: str = ""
-
-
-class RunRow(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    kind: str
-    trigger: str
-    status: str
-    started_at: str
-    finished_at: str | None
-    profile: str
-    gpu: str
-    version: str
-    config_source: str
-    params: dict[str, Any]
-    result: dict[str, Any] | None
-    reason: str | None
-
-
-class PhaseRow(msgspec.Struct, frozen=True, kw_only=True):
-    run_id: int
-    idx: int
-    scope: str
-    mode: str
-    concurrency: int | None
-    rate: float | None
-    num_requests: int
-    started_s: float
-    duration_s: float | None
-
-
-class SummaryRow(msgspec.Struct, frozen=True, kw_only=True):
-    run_id: int
-    phase: int
-    scope: str
-    agent: str | None
-    model: str
-    mode: str
-    concurrency: int | None
-    rate: float | None
-    metrics: dict[str, Any]
-
-
-class TrendPoint(msgspec.Struct, frozen=True, kw_only=True):
-    run_id: int
-    started_at: str
-    p95_e2el_ms: float
-    tokens_per_s: float
-    error_rate: float
 
 
 _SELECT_RUNS = (
@@ -116,7 +62,7 @@ class BenchStore:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self._owner = _this_process()
+        self._owner = this_process()
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> BenchStore:
@@ -183,7 +129,7 @@ class BenchStore:
             "SELECT id, owner_host, owner_pid, owner_started FROM runs WHERE status = 'running'"
         ) as cur:
             rows = list(await cur.fetchall())
-        stale = [int(r[0]) for r in rows if not _owner_alive(r[1], r[2], r[3])]
+        stale = [int(r[0]) for r in rows if not owner_alive(r[1], r[2], r[3])]
         for run_id in stale:
             await self.finish_run(
                 run_id, "interrupted", reason="the process running it stopped before it finished"
@@ -226,19 +172,19 @@ class BenchStore:
         """Runs `running` in some live process (this one included)."""
         async with self._conn.execute(_RUNS_RUNNING) as cur:
             rows = list(await cur.fetchall())
-        return [_run(r) for r in rows if _owner_alive(r[13], r[14], r[15])]
+        return [run_row(r) for r in rows if owner_alive(r[13], r[14], r[15])]
 
     async def get_run(self, run_id: int) -> RunRow | None:
         if not 0 < run_id <= SQLITE_MAX_INT:
             return None  # no such row, and SQLite could not even take the number
         async with self._conn.execute(_RUN_BY_ID, (run_id,)) as cur:
             row = await cur.fetchone()
-        return _run(row) if row else None
+        return run_row(row) if row else None
 
     async def list_runs(self, *, limit: int = 50, kind: str | None = None) -> list[RunRow]:
         query, args = (_RUNS_LATEST_OF_KIND, (kind, limit)) if kind else (_RUNS_LATEST, (limit,))
         async with self._conn.execute(query, args) as cur:
-            return [_run(r) for r in await cur.fetchall()]
+            return [run_row(r) for r in await cur.fetchall()]
 
     # -- phases, samples, summaries ---------------------------------------------------------
 
@@ -426,35 +372,3 @@ class BenchStore:
 
 def _dumps(value: Any) -> str:
     return _json.encode(value).decode()
-
-
-def _run(r: Sequence[Any]) -> RunRow:
-    return RunRow(
-        id=r[0],
-        kind=r[1],
-        trigger=r[2],
-        status=r[3],
-        started_at=r[4],
-        finished_at=r[5],
-        profile=r[6],
-        gpu=r[7],
-        version=r[8],
-        config_source=r[9],
-        params=msgspec.json.decode(r[10]),
-        result=msgspec.json.decode(r[11]) if r[11] else None,
-        reason=r[12],
-    )
-
-
-def _this_process() -> tuple[str, int, float]:
-    return socket.gethostname(), os.getpid(), psutil.Process().create_time()
-
-
-def _owner_alive(host: str | None, pid: int | None, started: float | None) -> bool:
-    if host != socket.gethostname() or pid is None or started is None:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - started) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False

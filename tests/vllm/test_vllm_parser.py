@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 
 from appliance.config.schema import EngineConfig
-from appliance.engines import vllm
+from appliance.engines import vllm, vllm_parser
 from appliance.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def parser() -> vllm.VllmParser:
+def parser() -> vllm_parser.VllmParser:
     python = os.environ.get("KAI_VLLM_PYTHON") or sys.executable
     assert Path(python).is_file(), f"KAI_VLLM_PYTHON={python} does not exist"
-    vllm._run_parser.cache_clear()
-    return vllm.VllmParser(python)
+    vllm_parser._run_parser.cache_clear()
+    return vllm_parser.VllmParser(python)
 
 
 def engine(*extra: str, **overrides: object) -> EngineConfig:

@@ -17,7 +17,8 @@ from appliance.bench.records import MIX, Phase, PhaseResult
 from appliance.bench.results import phase_results
 from appliance.bench.stats import median
 from appliance.bench.verdict import Verdict, judge_latency, judge_speed
-from appliance.store.bench import BenchStore, PhaseRow, RunRow, SummaryRow, TrendPoint
+from appliance.store.bench import BenchStore
+from appliance.store.bench_rows import PhaseRow, RunRow, SummaryRow, TrendPoint
 
 MIN_HISTORY = 3  # comparable past runs needed before a regression can be flagged
 

@@ -31,7 +31,7 @@ def db(tmp_path: Path) -> Path:
 
     async def fill() -> None:
         store = await BenchStore.open(path)
-        from appliance.store.bench import RunMeta
+        from appliance.store.bench_rows import RunMeta
 
         run_id = await store.create_run("run", "manual", params(), RunMeta(profile="sim"))
         await store.add_summaries(run_id, [result("kai", 9.0), result("guardrail", 1.5, phase=1)])

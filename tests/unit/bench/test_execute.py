@@ -10,7 +10,8 @@ import pytest
 from appliance.bench.execute import BenchRun, RunParams
 from appliance.config import load_config
 from appliance.config.schema import Config
-from appliance.store.bench import BenchStore, RunMeta
+from appliance.store.bench import BenchStore
+from appliance.store.bench_rows import RunMeta
 from tests.support.running import SHIPPED
 from tests.unit.bench.fakes import FakeClient, targets
 

@@ -15,7 +15,8 @@ from appliance.bench.report.model import Report
 from appliance.bench.report.svg import nice_ticks
 from appliance.bench.stats import summarize
 from appliance.config import load_config
-from appliance.store.bench import BenchStore, RunMeta
+from appliance.store.bench import BenchStore
+from appliance.store.bench_rows import RunMeta
 from tests.support.running import SHIPPED
 
 META = RunMeta(profile="sim", gpu="none (simulated engines)", version="0.1.0")

@@ -11,7 +11,7 @@ import pytest
 
 from appliance.config import load_config
 from appliance.config.schema import EngineConfig
-from appliance.engines import vllm
+from appliance.engines import vllm, vllm_parser
 from appliance.errors import ConfigError
 from appliance.placement import check_plan
 
@@ -224,7 +224,7 @@ def make_arg_parser(parser):
 
 
 @pytest.fixture
-def fake_vllm_package(tmp_path, monkeypatch) -> vllm.VllmParser:
+def fake_vllm_package(tmp_path, monkeypatch) -> vllm_parser.VllmParser:
     """A stand-in vLLM package with the two modules the parser check imports."""
     root = tmp_path / "site"
     for package in ("vllm", "vllm/utils", "vllm/entrypoints", "vllm/entrypoints/launchers"):
@@ -235,8 +235,8 @@ def fake_vllm_package(tmp_path, monkeypatch) -> vllm.VllmParser:
     )
     (root / "vllm/entrypoints/launchers/cli_args.py").write_text(FAKE_MAKE_ARG_PARSER)
     monkeypatch.setenv("PYTHONPATH", str(root))
-    vllm._run_parser.cache_clear()
-    return vllm.VllmParser(sys.executable)
+    vllm_parser._run_parser.cache_clear()
+    return vllm_parser.VllmParser(sys.executable)
 
 
 def test_vllms_own_parser_turns_an_unknown_flag_into_a_config_error(fake_vllm_package):
@@ -256,8 +256,8 @@ def test_vllms_own_parser_catches_a_spelling_the_guard_does_not_know(fake_vllm_p
 
 def test_a_parser_that_cannot_load_leaves_the_static_guard(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # no vllm package there
-    vllm._run_parser.cache_clear()
-    vllm.check_engine(engine(extra_args=("--anything",)), vllm.VllmParser(sys.executable))
+    vllm_parser._run_parser.cache_clear()
+    vllm.check_engine(engine(extra_args=("--anything",)), vllm_parser.VllmParser(sys.executable))
 
 
 def test_the_parser_is_found_through_the_vllm_commands_python(tmp_path, monkeypatch):
@@ -267,7 +267,7 @@ def test_the_parser_is_found_through_the_vllm_commands_python(tmp_path, monkeypa
     exe.write_text(f"#!{sys.executable}\nimport sys\n")
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
-    found = vllm.VllmParser.find()
+    found = vllm_parser.VllmParser.find()
     assert found is not None and found.python == sys.executable
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from appliance.bench.records import Phase, PhaseResult, Sample
 from appliance.bench.stats import summarize
-from appliance.store.bench import BenchStore, RunMeta
+from appliance.store.bench import BenchStore
+from appliance.store.bench_rows import RunMeta
 
 META = RunMeta(profile="sim", gpu="none", version="0.1.0", config_source="models.toml")
 
