@@ -296,3 +296,32 @@ async def test_a_refusal_passes_through_the_chain_without_counting_against_the_e
     assert gw.breakers["llama-8b"].failures == 0
     assert fallback.bodies == [] and recorder.failures == [] and recorder.done == []
     await gw.aclose()
+
+
+async def test_an_engine_that_sends_nothing_times_out_into_the_chains_503(engine) -> None:
+    """The read timeout is an `EngineTimeout` inside the chain, yet the answer stays the chain's
+    `EngineUnavailable`: 503 with Retry-After, as before, for dispatch and complete alike."""
+    silent = await engine()
+
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads the request, answers nothing
+
+    silent.handle = never  # type: ignore[method-assign]
+    cfg = config()
+    cfg = msgspec.structs.replace(cfg, llm=msgspec.structs.replace(cfg.llm, timeout=0.5))
+    gw, recorder = gateway_on(cfg, {"llama-70b": silent.url, "llama-8b": silent.url})
+    with pytest.raises(EngineUnavailable) as dispatched:
+        await gw.dispatch(gw.route("kai"), lambda m: b"{}", priority=Priority.INTERACTIVE)
+    for breaker in gw.breakers.values():
+        breaker.reset()
+    with pytest.raises(EngineUnavailable) as completed:
+        await gw.complete(gw.route("kai"), ask, priority=Priority.INTERACTIVE)
+    for caught in (dispatched.value, completed.value):
+        assert type(caught) is EngineUnavailable and caught.status_code == 503
+        assert caught.retry_after == 5.0
+        assert "engine unreachable (EngineReadTimeout)" in caught.message
+    assert (
+        recorder.failures
+        == [("llama-70b", "EngineReadTimeout"), ("llama-8b", "EngineReadTimeout")] * 2
+    )
+    await gw.aclose()
