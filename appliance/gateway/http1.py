@@ -233,7 +233,7 @@ class Response:
             self._pool.put_back(conn)
 
     async def aclose(self) -> None:
-        """Let the connection go, the body unread (the pool drops it: not reusable)."""
+        """Let the connection go without reading on (the pool keeps it only if it is complete)."""
         self.release()
 
 
