@@ -106,3 +106,35 @@ class InvalidModelOutput(ApplianceError):
 
 class PlacementError(ApplianceError):
     """The engines do not fit the GPUs; the message holds the numbers and what would fit."""
+
+
+class EngineConnectionError(ConnectionError):
+    """The engine could not be reached, closed the connection, or sent a broken answer.
+
+    A transport error: the gateway retries it, then falls back, and answers `EngineUnavailable`
+    when no engine is left. An `OSError`, as the relay expects of a broken connection.
+    """
+
+
+class EngineReadTimeout(EngineConnectionError, EngineTimeout):
+    """The engine sent nothing for longer than the timeout (LLM_TIMEOUT).
+
+    A transport error like any other to the gateway, which retries it and then falls back, so
+    every response about it stays the chain's `EngineUnavailable` (503 + Retry-After).
+    """
+
+    def __init__(self, message: str) -> None:
+        EngineConnectionError.__init__(self, message)
+        EngineTimeout.__init__(self, message)
+
+
+class EngineRefused(ApplianceError):
+    """An engine refused a request with a status not worth retrying (a prompt beyond the
+    context, a bad schema): its status and its message, in the OpenAI error shape."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None) -> None:
+        super().__init__(
+            f"The engine refused the request: {message}", param=param, code=f"engine_http_{status}"
+        )
+        self.status_code = status
+        self.error_type = "invalid_request_error" if status < 500 else "server_error"

@@ -12,12 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-import openai
-
 from appliance.agents.prompts import system_prompt
 from appliance.agents.schemas import FallbackStep
 from appliance.config.schema import AgentConfig
-from appliance.errors import EngineUnavailable, InvalidModelOutput, Overloaded
+from appliance.errors import EngineRefused, EngineUnavailable, InvalidModelOutput, Overloaded
 from appliance.gateway.gateway import Completion, Route
 from appliance.load.priority import Priority
 
@@ -30,7 +28,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     EngineUnavailable,
     Overloaded,
     TimeoutError,
-    openai.OpenAIError,
+    EngineRefused,
     InvalidModelOutput,
 )
 
@@ -113,9 +111,7 @@ class AgentCaller:
             lambda model: {**base, "model": model},
             priority=self.priority,
         )
-        choices = getattr(completion.result, "choices", None) or []
-        content = choices[0].message.content if choices else None
-        return content, completion
+        return completion.result.text, completion
 
 
 async def within(deadline_s: float, call: Any) -> Any:

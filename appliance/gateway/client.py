@@ -1,62 +1,23 @@
-"""One client per engine: a lean pool for the byte passthrough, `AsyncOpenAI` for agent calls.
+"""One client per engine: the engine transport (`transport.EngineTransport`) and the GETs.
 
-The passthrough forwards request bytes and streams response bytes untouched (no SDK objects per
-chunk) over `http1.Pool`; agents use the engine's `AsyncOpenAI` client, built lazily and reused,
-whose transport also serves the health and metrics GETs.
+Chat completions, the passthrough's and the agents' alike, go over `http1.Pool`: request bytes
+out, the answer back as an `http1.Response` to relay byte for byte or to decode
+(`gateway/completion.py`). The health and metrics GETs go over an httpx2 client.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 import httpx2
 
 from appliance.config.schema import LLMSettings
 from appliance.engines.base import Endpoint
 from appliance.gateway import http1, tls
-from appliance.gateway.http1 import EngineConnectionError
-
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-
-# Errors that mean "the engine could not be reached or did not answer in time".
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx2.TransportError, EngineConnectionError)
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class UpstreamResponse:
-    """An engine's answer to the passthrough, body not yet read."""
-
-    __slots__ = ("_response", "status")
-
-    def __init__(self, response: http1.Response) -> None:
-        self._response = response
-        self.status = response.status
-
-    @property
-    def content_type(self) -> bytes:
-        return self._response.header(b"content-type") or b"application/json"
-
-    def retry_after(self) -> float | None:
-        value = self._response.header(b"retry-after")
-        try:
-            return float(value) if value is not None else None
-        except ValueError:
-            return None
-
-    async def read(self) -> bytes:
-        return await self._response.read()
-
-    def iter_bytes(self) -> AsyncIterator[bytes]:
-        return self._response.iter_bytes()
-
-    async def aclose(self) -> None:
-        self._response.release()
 
 
 class _ReportingTransport(httpx2.AsyncBaseTransport):
-    """The engine's transport, naming a certificate failure in the log (gateway/tls.py)."""
+    """The GETs' transport, naming a certificate failure in the log (gateway/tls.py)."""
 
     def __init__(self, engine_id: str, inner: httpx2.AsyncBaseTransport) -> None:
         self._engine_id = engine_id
@@ -81,7 +42,7 @@ class EngineClient:
         self.engine_id = endpoint.engine_id
         self._llm = llm
         self._timeout = httpx2.Timeout(llm.timeout, connect=min(5.0, llm.timeout))
-        # One TLS and proxy set-up for the passthrough, the GETs and the agents (gateway/tls.py).
+        # One TLS and proxy set-up for the chat completions and the GETs (gateway/tls.py).
         context = tls.checked_context(
             endpoint.ca_file or llm.ca_file,
             "models.toml",
@@ -116,32 +77,15 @@ class EngineClient:
             engine_id=self.engine_id,
         )
         self._chat_head = self._pool.prepare("/chat/completions", self._headers)
-        self._openai: AsyncOpenAI | None = None
 
-    @property
-    def openai(self) -> AsyncOpenAI:
-        """`AsyncOpenAI` on the shared pool; retries are ours (`gateway.retry`), so none here."""
-        if self._openai is None:
-            from openai import AsyncOpenAI
-
-            self._openai = AsyncOpenAI(
-                base_url=self.endpoint.base_url,
-                api_key=self.endpoint.api_key,
-                max_retries=0,
-                timeout=self._llm.timeout,
-                http_client=self._http,
-            )
-        return self._openai
-
-    async def post_chat(self, body: bytes, *, timeout: float | None = None) -> UpstreamResponse:
+    async def post_chat(self, body: bytes, *, timeout: float | None = None) -> http1.Response:
         """POST raw JSON bytes to the engine's chat completions; the body is streamed back.
 
         `timeout` bounds the wait for each piece of the answer (LLM_TIMEOUT by default).
         """
-        response = await self._pool.post(
+        return await self._pool.post(
             self._chat_head, body, timeout=self._llm.timeout if timeout is None else timeout
         )
-        return UpstreamResponse(response)
 
     async def get(self, path: str, *, timeout: float = 2.0) -> httpx2.Response:
         """GET a path under the engine's root (`/health`, `/metrics`) or `/v1` (`/v1/models`)."""

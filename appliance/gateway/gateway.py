@@ -13,14 +13,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-import httpx2
+import msgspec
 
 from appliance.config.schema import AGENTS, Config
 from appliance.errors import EngineUnavailable, NotFound
 from appliance.gateway.breaker import BreakerState, CircuitBreaker
-from appliance.gateway.client import TRANSPORT_ERRORS, EngineClient, UpstreamResponse
+from appliance.gateway.client import EngineClient
+from appliance.gateway.completion import ChatCompletion, request_completion
 from appliance.gateway.hooks import (
     Admission,
     NullAdmission,
@@ -30,7 +31,13 @@ from appliance.gateway.hooks import (
     Recorder,
 )
 from appliance.gateway.replicas import Balancer, TrackedPermit, conversation_key
-from appliance.gateway.retry import RetryableStatus, is_retryable_status, with_retries
+from appliance.gateway.retry import (
+    TRANSPORT_ERRORS,
+    RetryableStatus,
+    is_retryable_status,
+    with_retries,
+)
+from appliance.gateway.transport import Upstream, retryable
 
 log = logging.getLogger("appliance.gateway")
 T = TypeVar("T")
@@ -50,7 +57,7 @@ class Route:
 class Dispatch:
     """An engine's answer plus what produced it; `release()` once the body is consumed."""
 
-    response: UpstreamResponse
+    response: Upstream
     model: str
     engine_id: str
     fallback_used: bool
@@ -66,13 +73,29 @@ class Dispatch:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A parsed `ChatCompletion` (openai's type) plus what produced it."""
+    """A decoded chat completion (`gateway/completion.py`) plus what produced it."""
 
-    result: Any
+    result: ChatCompletion
     model: str
     engine_id: str
     fallback_used: bool
     skipped: list[str]
+
+
+class Served(msgspec.Struct, Generic[T], frozen=True):
+    """What the chain got: the engine's answer, who gave it, and the admission permit to release.
+
+    A frozen msgspec struct, not a dataclass: built on the passthrough's hot path, where a frozen
+    dataclass's `__init__` costs over a microsecond more.
+    """
+
+    result: T
+    model: str
+    engine_id: str
+    fallback_used: bool
+    skipped: list[str]
+    permit: Permit
+    started: float
 
 
 class Gateway:
@@ -145,17 +168,22 @@ class Gateway:
     ) -> Dispatch:
         """Raw bytes to the first target that answers; the caller streams the body, then releases."""
 
-        async def send(client: EngineClient, model: str) -> UpstreamResponse:
+        async def send(client: EngineClient, model: str) -> Upstream:
             response = await client.post_chat(body_for(model), timeout=timeout)
             if is_retryable_status(response.status):
-                await response.aclose()
-                raise RetryableStatus(response.status, response.retry_after())
+                raise await retryable(response)
             return response
 
-        response, model, engine, position, skipped, permit, started = await self._chain(
-            route, send, priority
+        served = await self._chain(route, send, priority)
+        return Dispatch(
+            served.result,
+            served.model,
+            served.engine_id,
+            served.fallback_used,
+            served.skipped,
+            served.permit,
+            served.started,
         )
-        return Dispatch(response, model, engine, position > 0, skipped, permit, started)
 
     async def complete(
         self,
@@ -164,32 +192,32 @@ class Gateway:
         *,
         priority: Priority,
     ) -> Completion:
-        """A parsed chat completion through the engine's `AsyncOpenAI` client (agent routes)."""
+        """A decoded chat completion (agent routes), over the passthrough's transport and chain."""
 
-        async def send(client: EngineClient, model: str) -> Any:
-            return await _openai_call(client, payload_for(model))
+        async def send(client: EngineClient, model: str) -> ChatCompletion:
+            return await request_completion(client, payload_for(model))
 
         started = time.perf_counter()
-        result, model, engine, position, skipped, permit, _ = await self._chain(
-            route, send, priority
-        )
-        permit.release()
+        served = await self._chain(route, send, priority)
+        served.permit.release()
         self.recorder.request_done(
             agent=route.agent,
-            model=model,
+            model=served.model,
             outcome="ok",
             ttft_s=None,
             e2e_s=time.perf_counter() - started,
-            tokens=getattr(getattr(result, "usage", None), "completion_tokens", None),
+            tokens=served.result.completion_tokens,
         )
-        return Completion(result, model, engine, position > 0, skipped)
+        return Completion(
+            served.result, served.model, served.engine_id, served.fallback_used, served.skipped
+        )
 
     async def _chain(
         self,
         route: Route,
         send: Callable[[EngineClient, str], Awaitable[T]],
         priority: Priority,
-    ) -> tuple[T, str, str, int, list[str], Permit, float]:
+    ) -> Served[T]:
         """Retry -> breaker -> next replica -> fallback model, in the guide's order."""
         skipped: list[str] = []
         retry_after: list[float] = []
@@ -252,7 +280,7 @@ class Gateway:
                     log.warning(
                         "fell back to %s for %s (%s)", label, route.requested, "; ".join(skipped)
                     )
-                return result, model, engine, position, skipped, permit, started
+                return Served(result, model, engine, position > 0, skipped, permit, started)
         raise EngineUnavailable(
             f"No engine could serve `{route.requested}` ({'; '.join(skipped)}).",
             retry_after=max(1.0, min(retry_after)) if retry_after else 5.0,
@@ -293,45 +321,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, RetryableStatus):
         return f"engine answered {exc.status}"
     return f"engine unreachable ({type(exc).__name__})"
-
-
-async def _openai_call(client: EngineClient, payload: dict[str, Any]) -> Any:
-    """`chat.completions.create` with openai's errors translated for the retry layer."""
-    import openai
-
-    try:
-        return await client.openai.chat.completions.create(**payload)
-    except openai.APIStatusError as exc:
-        if is_retryable_status(exc.status_code):
-            header = exc.response.headers.get("retry-after")
-            raise RetryableStatus(exc.status_code, _float_or_none(header)) from exc
-        # Why the engine refused (a prompt beyond max_model_len, a bad schema): vLLM's message
-        # names limits and parameters, never the request's text, which is not logged.
-        log.warning(
-            "engine %s refused a request: %d %s",
-            client.engine_id,
-            exc.status_code,
-            engine_message(exc.body),
-        )
-        raise
-    except openai.APIConnectionError as exc:  # includes timeouts
-        raise httpx2.TransportError(type(exc).__name__) from exc
-
-
-def engine_message(body: object, limit: int = 500) -> str:
-    """The message of an engine's error body (OpenAI's or vLLM's shape), on one short line."""
-    message: object = body
-    if isinstance(body, dict):
-        inner = body.get("error")
-        message = body.get("message") or (
-            inner.get("message") if isinstance(inner, dict) else inner
-        )
-    text = " ".join(str(message or "no message").split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _float_or_none(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -17,18 +17,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from appliance.errors import EngineConnectionError, EngineReadTimeout
 from appliance.gateway import tls
+from appliance.gateway.transport import retry_after
 
 IDLE_EXPIRY_S = 4.0  # below uvicorn's (and so vLLM's) default 5 s keep-alive timeout
 _MAX_BUFFER = 1 << 20
-
-
-class EngineConnectionError(ConnectionError):
-    """The engine could not be reached, closed the connection, or sent a broken answer."""
-
-
-class EngineReadTimeout(EngineConnectionError):
-    """The engine sent nothing for longer than the timeout."""
 
 
 class _Connection(asyncio.Protocol):
@@ -199,7 +193,7 @@ class _ConnectOpener(asyncio.Protocol):
 
 
 class Response:
-    """An engine's answer: status and headers now, body as it arrives."""
+    """An engine's answer: status and headers now, body as it arrives (`transport.Upstream`)."""
 
     __slots__ = ("_conn", "_pool", "headers", "status")
 
@@ -214,6 +208,13 @@ class Response:
             if key == name:
                 return value
         return None
+
+    @property
+    def content_type(self) -> bytes:
+        return self.header(b"content-type") or b"application/json"
+
+    def retry_after(self) -> float | None:
+        return retry_after(self.header(b"retry-after"))
 
     async def read(self) -> bytes:
         parts = [chunk async for chunk in self.iter_bytes()]
@@ -230,6 +231,10 @@ class Response:
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is not None:
             self._pool.put_back(conn)
+
+    async def aclose(self) -> None:
+        """Let the connection go without reading on (the pool keeps it only if it is complete)."""
+        self.release()
 
 
 class Pool:

@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import httpx2
 import stamina
 
 from appliance.config.schema import LLMSettings
-from appliance.gateway.client import RETRYABLE_STATUS, TRANSPORT_ERRORS
+from appliance.errors import EngineConnectionError
 
 T = TypeVar("T")
 MAX_RETRY_AFTER_S = 30.0
+# Errors that mean "the engine could not be reached or did not answer in time".
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx2.TransportError, EngineConnectionError)
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class RetryableStatus(Exception):

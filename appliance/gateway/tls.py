@@ -1,8 +1,8 @@
 """One TLS and proxy set-up for every call the appliance makes to an engine.
 
-The passthrough (`http1.Pool`), the health and metrics GETs and the agents' `AsyncOpenAI` calls
-all take their trust from `client_context`, so an engine that one of them can reach the others
-can too:
+Chat completions (`http1.Pool`, the passthrough's and the agents' alike) and the health and
+metrics GETs all take their trust from `client_context`, so an engine that one of them can reach
+the other can too:
 
 - system trust: OpenSSL's default locations, which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`
   (a private CA trusted that way works everywhere); certifi's bundle only when those locations

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from openai.types.chat import ChatCompletion
 
 from appliance.agents.json_output import json_schema
 from appliance.agents.schemas import GeneticTraits, GuardrailVerdict, WellnessInsights
 from appliance.config import load_config
 from appliance.config.schema import Config
+from appliance.gateway.completion import ChatCompletion
 from appliance.gateway.gateway import Completion, Route
 from appliance.load.priority import Priority
 from appliance.simulator.schema_instance import instance
@@ -34,7 +34,7 @@ def config(**safety: Any) -> Config:
 
 
 def completion(text: str | None, model: str = "m") -> ChatCompletion:
-    return ChatCompletion.model_validate(
+    return msgspec.convert(
         {
             "id": "x",
             "object": "chat.completion",
@@ -47,7 +47,8 @@ def completion(text: str | None, model: str = "m") -> ChatCompletion:
                     "finish_reason": "stop",
                 }
             ],
-        }
+        },
+        ChatCompletion,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appliance.gateway.gateway import engine_message
+from appliance.gateway.transport import engine_message
 
 
 def test_vllm_and_openai_error_shapes():

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from appliance.gateway.http1 import EngineConnectionError, EngineReadTimeout, Pool
+from appliance.errors import EngineConnectionError, EngineReadTimeout
+from appliance.gateway.http1 import Pool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
