@@ -1,7 +1,43 @@
 """One error hierarchy for the whole appliance.
 
-`api/errors.py` maps these to HTTP status codes and OpenAI-shaped bodies in one place; the CLI maps
-`ConfigError` to one line on stderr and exit status 2.
+`api/errors.py` maps every `ApplianceError` to its HTTP status and an OpenAI-shaped body in one
+place; the CLI maps `ConfigError` to one line on stderr and exit status 2. The other exceptions
+here are signals between parts, never shown to a client as they are.
+
+    ApplianceError                      500 server_error (base of what is raised on purpose)
+    ├── ConfigError                     a file or variable is wrong: one line, exit 2
+    ├── BadRequest                      400 invalid_request_error
+    ├── Unauthorized                    401 authentication_error
+    ├── NotFound                        404 (a model)
+    │   ├── UnknownEngine               404 engine_not_found (an operator route)
+    │   └── BenchmarkNotFound           404 benchmark_not_found
+    ├── BenchmarkRunning                409 conflict_error
+    ├── RateLimited                     429 over the key's own rate
+    ├── Overloaded                      503 + Retry-After: over the appliance's capacity
+    ├── EngineUnavailable               503 + Retry-After: no engine of the chain could answer
+    │   └── EngineTimeout               504
+    │       └── EngineReadTimeout       (also an EngineConnectionError: retried, then 503)
+    ├── EngineRefused                   the engine's own 4xx/5xx, passed on in OpenAI shape
+    ├── InvalidModelOutput              502 the model's JSON did not validate
+    ├── PlacementError                  the engines do not fit the GPUs
+    ├── EncoderMissing                  503 the crisis encoder's weights are not installed
+    ├── NvmlUnavailable                 no NVML here (no library, driver or permission)
+    ├── StoreError                      the benchmark database cannot be used
+    ├── BenchmarksStopped               503 the store is closed (starting or stopping)
+    └── BenchmarksUnavailable           503 benchmarks are not running in this appliance
+
+    ConnectionError
+    └── EngineConnectionError           an engine unreachable or its answer broken: retried
+    Exception
+    ├── RetryableStatus                 an engine's 429/5xx worth a retry, with its Retry-After
+    ├── NvmlQueryError                  one GPU query failed
+    └── TrafficTooHigh                  live traffic kept a scheduled benchmark waiting too long
+    ValueError
+    ├── GpuSpecError                    a declared GPU spec that cannot be read
+    └── MetricsParseError               an engine's /metrics without the gauges the appliance reads
+
+The simulator (`appliance.simulator`) is an engine program of its own; its few internal signals
+stay inside it.
 """
 
 from __future__ import annotations
@@ -138,3 +174,83 @@ class EngineRefused(ApplianceError):
         )
         self.status_code = status
         self.error_type = "invalid_request_error" if status < 500 else "server_error"
+
+
+# -- operator routes, crisis encoder, GPUs, benchmarks ----------------------------------------
+
+
+class RetryableStatus(Exception):
+    """An engine answered with a status worth retrying; carries its Retry-After."""
+
+    def __init__(self, status: int, retry_after: float | None = None) -> None:
+        super().__init__(f"engine answered {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class EncoderMissing(ApplianceError):
+    """The encoder's weights are not installed."""
+
+    status_code = 503
+
+
+class UnknownEngine(NotFound):
+    code = "engine_not_found"
+
+
+class BenchmarksUnavailable(ApplianceError):
+    status_code = 503
+    error_type = "server_error"
+    code = "benchmarks_unavailable"
+
+
+class GpuSpecError(ValueError):
+    """A declared GPU spec that cannot be read."""
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(f"expected {expected}, got {got!r}")
+        self.expected, self.got = expected, got
+
+
+class MetricsParseError(ValueError):
+    """The exposition has none of the gauges the appliance reads."""
+
+
+class NvmlUnavailable(ApplianceError):
+    """NVML cannot be used here: no library, no driver, no permission."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"NVML unavailable: {reason}")
+        self.reason = reason
+
+
+class NvmlQueryError(Exception):
+    """One device query failed (for example: not supported on this GPU)."""
+
+
+class StoreError(ApplianceError):
+    """The database cannot be opened or is of a schema this appliance does not know."""
+
+
+class BenchmarkRunning(ApplianceError):
+    """A benchmark run is already going: 409."""
+
+    status_code = 409
+    error_type = "conflict_error"
+    code = "benchmark_running"
+
+
+class BenchmarkNotFound(NotFound):
+    code = "benchmark_not_found"
+
+
+class BenchmarksStopped(ApplianceError):
+    """The store is closed (before start, after stop): 503, try again."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "benchmarks_unavailable"
+
+
+class TrafficTooHigh(Exception):
+    """Live traffic stayed above the threshold for longer than a run may wait."""

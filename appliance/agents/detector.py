@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from appliance.agents.classifier import CrisisClassifier
 from appliance.agents.crisis import NO_SIGNAL, CrisisSignal, Cue, detect, framing
-from appliance.agents.encoder import EncoderMissing
+from appliance.errors import EncoderMissing
 
 log = logging.getLogger("appliance.agents.detector")
 

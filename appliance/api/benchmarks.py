@@ -19,13 +19,7 @@ from litestar.plugins import InitPluginProtocol
 from appliance.bench.execute import RunParams
 from appliance.bench.report import MEDIA_TYPES
 from appliance.bench.service import BenchService
-from appliance.errors import ApplianceError, BadRequest
-
-
-class BenchmarksUnavailable(ApplianceError):
-    status_code = 503
-    error_type = "server_error"
-    code = "benchmarks_unavailable"
+from appliance.errors import BadRequest, BenchmarksUnavailable
 
 
 @get("/")

@@ -28,7 +28,14 @@ from appliance.bench.report import Format, build_report, render
 from appliance.bench.scheduler import BenchScheduler, crontab_trigger
 from appliance.bench.targets import appliance_targets, run_meta
 from appliance.config.schema import Config
-from appliance.errors import ApplianceError, BadRequest, NotFound
+from appliance.errors import (
+    ApplianceError,
+    BadRequest,
+    BenchmarkNotFound,
+    BenchmarkRunning,
+    BenchmarksStopped,
+    TrafficTooHigh,
+)
 from appliance.lifecycle import Background
 from appliance.store.bench import BenchStore
 from appliance.store.bench_rows import RunRow, SummaryRow
@@ -36,30 +43,6 @@ from appliance.store.bench_rows import RunRow, SummaryRow
 log = logging.getLogger("appliance.bench")
 
 SCHEDULED_KIND = {"nightly": "sweep", "probe": "probe"}
-
-
-class BenchmarkRunning(ApplianceError):
-    """A benchmark run is already going: 409."""
-
-    status_code = 409
-    error_type = "conflict_error"
-    code = "benchmark_running"
-
-
-class BenchmarkNotFound(NotFound):
-    code = "benchmark_not_found"
-
-
-class BenchmarksStopped(ApplianceError):
-    """The store is closed (before start, after stop): 503, try again."""
-
-    status_code = 503
-    error_type = "server_error"
-    code = "benchmarks_unavailable"
-
-
-class TrafficTooHigh(Exception):
-    """Live traffic stayed above the threshold for longer than a run may wait."""
 
 
 def db_path(config: Config) -> Path:

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from appliance.config.schema import AGENTS, Config
-from appliance.errors import EngineUnavailable, NotFound
+from appliance.errors import EngineUnavailable, NotFound, RetryableStatus
 from appliance.gateway.breaker import BreakerState, CircuitBreaker
 from appliance.gateway.client import EngineClient
 from appliance.gateway.completion import ChatCompletion, request_completion
@@ -31,12 +31,7 @@ from appliance.gateway.hooks import (
     Recorder,
 )
 from appliance.gateway.replicas import Balancer, TrackedPermit, conversation_key
-from appliance.gateway.retry import (
-    TRANSPORT_ERRORS,
-    RetryableStatus,
-    is_retryable_status,
-    with_retries,
-)
+from appliance.gateway.retry import TRANSPORT_ERRORS, is_retryable_status, with_retries
 from appliance.gateway.transport import Upstream, retryable
 
 log = logging.getLogger("appliance.gateway")

@@ -14,22 +14,13 @@ import httpx2
 import stamina
 
 from appliance.config.schema import LLMSettings
-from appliance.errors import EngineConnectionError
+from appliance.errors import EngineConnectionError, RetryableStatus
 
 T = TypeVar("T")
 MAX_RETRY_AFTER_S = 30.0
 # Errors that mean "the engine could not be reached or did not answer in time".
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx2.TransportError, EngineConnectionError)
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class RetryableStatus(Exception):
-    """An engine answered with a status worth retrying; carries its Retry-After."""
-
-    def __init__(self, status: int, retry_after: float | None = None) -> None:
-        super().__init__(f"engine answered {status}")
-        self.status = status
-        self.retry_after = retry_after
 
 
 def is_retryable_status(status: int) -> bool:

@@ -15,8 +15,7 @@ from typing import Protocol
 
 import msgspec
 
-from appliance.errors import EngineRefused
-from appliance.gateway.retry import RetryableStatus
+from appliance.errors import EngineRefused, RetryableStatus
 
 log = logging.getLogger("appliance.gateway")
 

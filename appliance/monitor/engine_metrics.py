@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from appliance.errors import MetricsParseError
 from appliance.gateway.client import EngineClient
 
 log = logging.getLogger("appliance.monitor.engine_metrics")
@@ -24,10 +25,6 @@ RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
 KV_CACHE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 _WANTED = (RUNNING, WAITING, *KV_CACHE)
-
-
-class MetricsParseError(ValueError):
-    """The exposition has none of the gauges the appliance reads."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from appliance.monitor.nvml import GpuInfo, NvmlBackend, NvmlUnavailable, RealNvml, read_devices
+from appliance.errors import NvmlUnavailable
+from appliance.monitor.nvml import GpuInfo, NvmlBackend, RealNvml, read_devices
 
 log = logging.getLogger("appliance.monitor.gpu")
 

@@ -17,19 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from appliance.errors import ApplianceError
-
-
-class NvmlUnavailable(ApplianceError):
-    """NVML cannot be used here: no library, no driver, no permission."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"NVML unavailable: {reason}")
-        self.reason = reason
-
-
-class NvmlQueryError(Exception):
-    """One device query failed (for example: not supported on this GPU)."""
+from appliance.errors import NvmlQueryError, NvmlUnavailable
 
 
 @dataclass(frozen=True, slots=True)

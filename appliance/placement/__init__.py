@@ -4,8 +4,9 @@
 `appliance plan` prints the same plan for people.
 """
 
+from appliance.errors import GpuSpecError
 from appliance.placement.check import check_plan, plan_profile
-from appliance.placement.gpus import Gpu, GpuSpecError, parse_gpu_spec
+from appliance.placement.gpus import Gpu, parse_gpu_spec
 from appliance.placement.plan import EnginePlan, GpuUse, Plan, Suggestion
 from appliance.placement.planner import plan_engines
 

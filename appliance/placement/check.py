@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from appliance.config.schema import CatalogEntry, Config, EngineConfig
-from appliance.errors import ConfigError, PlacementError
-from appliance.monitor.nvml import GpuInfo, NvmlUnavailable, read_gpus
-from appliance.placement.gpus import Gpu, GpuSpecError, from_nvml, parse_gpu_spec
+from appliance.errors import ConfigError, GpuSpecError, NvmlUnavailable, PlacementError
+from appliance.monitor.nvml import GpuInfo, read_gpus
+from appliance.placement.gpus import Gpu, from_nvml, parse_gpu_spec
 from appliance.placement.host import is_host_spec, plan_on_host
 from appliance.placement.plan import Plan, Suggestion
 from appliance.placement.planner import GpuSource, plan_engines

@@ -15,8 +15,8 @@ import msgspec
 
 from appliance.config import read_raw
 from appliance.config.schema import RawConfig
-from appliance.errors import ConfigError
-from appliance.monitor.nvml import GpuInfo, NvmlBackend, NvmlUnavailable, read_gpus
+from appliance.errors import ConfigError, NvmlUnavailable
+from appliance.monitor.nvml import GpuInfo, NvmlBackend, read_gpus
 from appliance.placement.check import Reader, plan_profile, resolve_gpus
 from appliance.placement.gpus import SPEC_HELP
 from appliance.placement.plan import Plan

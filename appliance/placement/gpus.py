@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from msgspec import Struct
 
+from appliance.errors import GpuSpecError
 from appliance.monitor.nvml import GpuInfo
 
 MIB = 1 << 20
@@ -40,14 +41,6 @@ _GROUP = re.compile(
     re.IGNORECASE,
 )
 SPEC_HELP = "NxNAME-MEMGB, e.g. 2xA100-40GB or 1xH100-80GB (join kinds with '+')"
-
-
-class GpuSpecError(ValueError):
-    """A declared GPU spec that cannot be read."""
-
-    def __init__(self, expected: str, got: str) -> None:
-        super().__init__(f"expected {expected}, got {got!r}")
-        self.expected, self.got = expected, got
 
 
 class Gpu(Struct, frozen=True, kw_only=True):

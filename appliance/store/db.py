@@ -8,12 +8,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from appliance.errors import ApplianceError
+from appliance.errors import StoreError
 from appliance.store.migrations import MIGRATIONS
-
-
-class StoreError(ApplianceError):
-    """The database cannot be opened or is of a schema this appliance does not know."""
 
 
 async def open_db(

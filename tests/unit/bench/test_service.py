@@ -14,10 +14,10 @@ import msgspec
 import pytest
 
 from appliance.bench.client import Target
-from appliance.bench.service import BenchmarkNotFound, BenchmarkRunning, BenchService
+from appliance.bench.service import BenchService
 from appliance.config import load_config
 from appliance.config.schema import Config
-from appliance.errors import BadRequest
+from appliance.errors import BadRequest, BenchmarkNotFound, BenchmarkRunning
 from tests.support.running import SHIPPED, free_port
 
 AGENTS = ("kai", "guardrail", "genetic", "wellness")

@@ -9,7 +9,8 @@ import pytest
 from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
 
 from appliance.config.schema import LLMSettings
-from appliance.gateway.retry import MAX_RETRY_AFTER_S, RetryableStatus, _backoff_hook, with_retries
+from appliance.errors import RetryableStatus
+from appliance.gateway.retry import MAX_RETRY_AFTER_S, _backoff_hook, with_retries
 
 DELAY = 0.01  # LLM_RETRY_DELAY, scaled down: the waits must read 0.01, 0.02, 0.04
 

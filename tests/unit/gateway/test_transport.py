@@ -21,12 +21,12 @@ from appliance.errors import (
     EngineRefused,
     EngineTimeout,
     EngineUnavailable,
+    RetryableStatus,
 )
 from appliance.gateway.breaker import BreakerState
 from appliance.gateway.client import EngineClient, engine_clients
 from appliance.gateway.completion import ChatCompletion, decode_completion, request_completion
 from appliance.gateway.gateway import Gateway
-from appliance.gateway.retry import RetryableStatus
 from appliance.gateway.transport import retry_after
 from appliance.load.priority import Priority
 from tests.unit.gateway.test_gateway_admission import closed_port, config

@@ -13,13 +13,13 @@ import pytest
 from appliance.config import load_config
 from appliance.config.schema import Config
 from appliance.engines.base import Endpoint
+from appliance.errors import NvmlUnavailable
 from appliance.gateway.client import engine_clients
 from appliance.gateway.gateway import Gateway
 from appliance.gateway.hooks import NullAdmission
 from appliance.load.control import LoadControl, RateMeter
 from appliance.load.priority import Priority
 from appliance.monitor.engine_metrics import EngineLoad
-from appliance.monitor.nvml import NvmlUnavailable
 
 SHIPPED = Path(__file__).resolve().parents[3] / "models.toml"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appliance.monitor.nvml import MigInstance, NvmlQueryError, NvmlUnavailable
+from appliance.errors import NvmlQueryError, NvmlUnavailable
+from appliance.monitor.nvml import MigInstance
 
 GIB = 1 << 30
 

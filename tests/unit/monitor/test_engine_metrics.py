@@ -6,12 +6,8 @@ from typing import Any
 
 import pytest
 
-from appliance.monitor.engine_metrics import (
-    EngineLoad,
-    EngineMetricsScraper,
-    MetricsParseError,
-    parse_load,
-)
+from appliance.errors import MetricsParseError
+from appliance.monitor.engine_metrics import EngineLoad, EngineMetricsScraper, parse_load
 from appliance.simulator.metrics import Metrics
 
 VLLM_V1 = """\

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.errors import NvmlQueryError, NvmlUnavailable
 from appliance.monitor.nvml import (
     GpuInfo,
     MigInstance,
-    NvmlQueryError,
-    NvmlUnavailable,
     RealNvml,
     nvml_session,
     read_devices,

@@ -6,8 +6,8 @@ import msgspec
 import pytest
 
 from appliance.config import load_config
-from appliance.errors import ConfigError, PlacementError
-from appliance.monitor.nvml import GpuInfo, NvmlUnavailable
+from appliance.errors import ConfigError, NvmlUnavailable, PlacementError
+from appliance.monitor.nvml import GpuInfo
 from appliance.placement import check_plan, plan_profile
 from tests.unit.placement.conftest import MODELS_TOML
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.errors import GpuSpecError
 from appliance.monitor.nvml import GpuInfo
-from appliance.placement.gpus import MIB, GpuSpecError, describe, from_nvml, parse_gpu_spec
+from appliance.placement.gpus import MIB, describe, from_nvml, parse_gpu_spec
 
 
 @pytest.mark.parametrize(

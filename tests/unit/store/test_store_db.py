@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.errors import StoreError
 from appliance.store.bench import BenchStore
-from appliance.store.db import StoreError, open_db, schema_version
+from appliance.store.db import open_db, schema_version
 from appliance.store.migrations import LATEST, MIGRATIONS
 
 
