@@ -118,8 +118,8 @@ class Conversation:
         if isinstance(outcome, BaseException):
             return self._kai_fallback(judged, kai_key, outcome, signal, resources, first)
         released = await self._release(request, judged, outcome, kai_key, signal, resources)
-        if released.fallback_step == "crisis_protocol":
-            return released
+        if released.fallback_step == "crisis_protocol" or released.safety.withheld:
+            return released  # a generic message carries its own line of resources, once
         down = self.policy.unjudged(judged, released.safety.policy_applied)
         reply = with_offer(released.reply, signal, resources, guardrail_down=down)
         return released if reply == released.reply else replace_reply(released, reply)

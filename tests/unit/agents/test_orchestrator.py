@@ -240,6 +240,24 @@ async def test_caution_from_the_detector_is_kept_when_the_model_allows() -> None
     assert "If things start to feel unsafe" in answer.reply  # a gentle offer of resources
 
 
+async def test_a_held_draft_on_a_cautious_message_offers_resources_once() -> None:
+    orch, gw = build()
+    allow = as_json(GuardrailVerdict(verdict="allow", risk_level="none"))
+    gw.answer("guardrail", allow, as_json(BLOCK))  # the message passes; Kai's draft does not
+    answer = await orch.converse(turn("I would never hurt myself, I just feel flat"))
+    assert answer.safety.withheld and answer.safety.verdict == "caution"
+    assert answer.reply.count("If things start to feel unsafe") == 1
+
+
+async def test_a_withheld_draft_under_fail_closed_offers_resources_once() -> None:
+    orch, gw = build()
+    allow = as_json(GuardrailVerdict(verdict="allow", risk_level="none"))
+    gw.answer("guardrail", allow, DOWN)  # the draft's check cannot run: withheld
+    answer = await orch.converse(turn("I would never hurt myself, I just feel flat"))
+    assert answer.safety.withheld and answer.safety.policy_applied == "fail_closed"
+    assert answer.reply.count("If things start to feel unsafe") == 1
+
+
 # Fallback steps ------------------------------------------------------------------------------
 
 
