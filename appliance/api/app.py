@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields
 from typing import Any
 
 from litestar import Litestar
@@ -16,11 +17,12 @@ from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins import PluginProtocol
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
 from appliance import __version__
 from appliance.api.admin import AdminController
 from appliance.api.agents import AgentsController
-from appliance.api.auth import api_keys, auth_middleware
+from appliance.api.auth import AuthMiddleware, Guard, api_keys, guard_for
 from appliance.api.benchmarks import BenchmarksPlugin
 from appliance.api.bodies import ApplianceRequest
 from appliance.api.chat import chat_route
@@ -69,7 +71,6 @@ def create_app(wiring: Wiring, *, lifecycle: Lifecycle | None = None) -> Litesta
         dependencies={name: _provide(part) for name, part in parts.items()},
         plugins=plugins,
         lifespan=[lifespan],
-        middleware=[auth_middleware(config)],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
         # Bodies decoded in one place: nesting cap, errors that say what and where.
         request_class=ApplianceRequest,
@@ -85,7 +86,31 @@ def create_app(wiring: Wiring, *, lifecycle: Lifecycle | None = None) -> Litesta
         # JSON bodies (agent histories, benchmark parameters) stay well under this.
         request_max_body_size=4 * 1024 * 1024,
     )
-    return Litestar.from_config(app_config)
+    settings = {f.name: getattr(app_config, f.name) for f in fields(AppConfig)}
+    return ApplianceApp(guard=guard_for(config), **settings)
+
+
+class ApplianceApp(Litestar):
+    """Litestar, with the API keys (`api/auth.py`) checked before any routing.
+
+    Outside the router rather than as route middleware: a route with middleware gets a second
+    exception layer around every `send`, which a streamed answer pays for on each chunk.
+    """
+
+    def __init__(self, *, guard: Guard, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._guarded = AuthMiddleware(super().__call__, guard)
+
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        await self._guarded(scope, receive, send)  # type: ignore[arg-type]
 
 
 def _provide(part: object) -> Provide:

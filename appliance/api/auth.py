@@ -164,15 +164,10 @@ async def _refuse(send: Send, exc: ApplianceError) -> None:
     await send_complete(send, status, headers, body)
 
 
-def auth_middleware(config: Config) -> Callable[[ASGIApp], ASGIApp]:
-    """The middleware factory `create_app` installs: one guard, with the keys known at start."""
-    guard = Guard(
+def guard_for(config: Config) -> Guard:
+    """The one guard `create_app` puts in front of every route, with the keys known at start."""
+    return Guard(
         api_keys(config),
         rate_limit_rps=config.security.rate_limit_rps,
         rate_limit_burst=config.security.rate_limit_burst,
     )
-
-    def build(app: ASGIApp) -> ASGIApp:
-        return AuthMiddleware(app, guard)
-
-    return build

@@ -90,3 +90,12 @@ def test_every_route_but_the_probes_refuses_a_missing_or_wrong_key(app: Litestar
             assert response.headers["www-authenticate"].startswith("Bearer")
         checked += 1
     assert checked >= 15
+
+
+def test_a_path_without_a_route_asks_for_a_key_before_saying_not_found(app: Litestar) -> None:
+    """The keys are checked before routing: without one, nobody learns which paths exist."""
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get("/no/such/route").status_code == 401
+    keyed = client.get("/no/such/route", headers={"authorization": f"Bearer {KEY}"})
+    assert keyed.status_code == 404
+    assert keyed.json()["error"]["type"] == "invalid_request_error"
