@@ -1,4 +1,4 @@
-"""Operator routes: circuit breakers (see and reset) and the load control's current view.
+"""Operator routes: circuit breakers, to see and reset (the load control's view: `api/load.py`).
 
 Behind the API keys like everything but `/health`; `appliance breaker` is their command line.
 """
@@ -14,7 +14,6 @@ from litestar.params import FromPath
 
 from appliance.errors import UnknownEngine
 from appliance.gateway.gateway import Gateway
-from appliance.load.control import LoadControl
 
 log = logging.getLogger("appliance.api.admin")
 
@@ -50,8 +49,3 @@ class AdminController(Controller):
         breaker.reset()
         log.info("circuit breaker %s reset by an operator", engine)
         return {"reset": [engine], "breakers": breaker_views(gateway)}
-
-    @get("/load", summary="Admission, engine metrics, latency windows, GPUs and host")
-    async def load(self, load_control: NamedDependency[LoadControl]) -> dict[str, Any]:
-        sections = load_control.detailed()
-        return {**sections.pop("load"), **sections}

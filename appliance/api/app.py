@@ -28,6 +28,7 @@ from appliance.api.bodies import ApplianceRequest
 from appliance.api.chat import chat_route
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.health import HealthController
+from appliance.api.load import LoadControlPlugin
 from appliance.api.metrics import metrics
 from appliance.api.models import list_models
 from appliance.api.openapi import DescribedJson
@@ -46,7 +47,7 @@ def create_app(wiring: Wiring, *, lifecycle: Lifecycle | None = None) -> Litesta
         async with running:
             yield
 
-    plugins: list[PluginProtocol] = []
+    plugins: list[PluginProtocol] = [LoadControlPlugin(appliance.load)]
     if wiring.bench is not None:
         plugins.append(BenchmarksPlugin(wiring.bench))
     plugins.append(OpsPagePlugin(wiring.ops, key_required=bool(api_keys(config))))
@@ -56,7 +57,6 @@ def create_app(wiring: Wiring, *, lifecycle: Lifecycle | None = None) -> Litesta
         "appliance": appliance,
         "gateway": appliance.gateway,
         "orchestrator": appliance.agents,
-        "load_control": appliance.load,
         "registry": wiring.registry,
     }
     app_config = AppConfig(

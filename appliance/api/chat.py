@@ -27,6 +27,7 @@ from appliance.asgi import response_body, response_start, send_complete
 from appliance.config.schema import AgentConfig
 from appliance.errors import ApplianceError, BadRequest
 from appliance.gateway.gateway import Dispatch, Gateway, Route
+from appliance.gateway.hooks import Recorder
 from appliance.gateway.replicas import CONVERSATION_HEADER, conversation_key
 from appliance.load.priority import PRIORITY_HEADER, Priority
 
@@ -176,7 +177,7 @@ def apply_agent(payload: dict[str, Any], agent: str, settings: AgentConfig) -> d
 
 
 async def _relay(
-    dispatch: Dispatch, send: Send, stream: bool, route: Route, recorder: Any, receive: Receive
+    dispatch: Dispatch, send: Send, stream: bool, route: Route, recorder: Recorder, receive: Receive
 ) -> None:
     response = dispatch.response
     headers = [
