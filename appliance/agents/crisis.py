@@ -85,7 +85,8 @@ _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'"})
-_CLAUSE_BREAK = re.compile(r"[.!?;:\n]+|,|\bbut\b|\bhowever\b|\bthough\b")
+_CLAUSE_BREAK = re.compile(r"[.!?;:\n]+|,|\b(?:but|however|though)\b")
+_LEET_CHAR = re.compile(r"[0-9@$]")
 _WORD = re.compile(r"[a-z0-9@$']+")
 _T = r"[a-z0-9@$']"  # a character of a word
 _QUOTE = re.compile(r"(?<![a-z0-9])'|'(?![a-z0-9])")  # an apostrophe that is not inside a word
@@ -103,14 +104,18 @@ def normalise(text: str, *, repeats: int = 2) -> list[str]:
     """Clauses of lower-case words: accents, curly quotes, contractions, leetspeak, stretched letters
     ("soooo", to `repeats` letters) undone; punctuation splits clauses so a negation does not reach
     across them. Whole-text substitutions, so a long message costs little."""
-    text = text.translate(_APOSTROPHES)
+    # Each step is skipped when it cannot change the text: this runs before every Kai request.
     if not text.isascii():
-        text = unicodedata.normalize("NFKD", text)
+        text = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
         text = "".join(c for c in text if not unicodedata.combining(c))
+    elif "`" in text:
+        text = text.translate(_APOSTROPHES)
     text = text.lower().replace("self-harm", "self harm").replace("un-alive", "unalive")
-    text = _QUOTE.sub(" ", text)
+    if "'" in text:
+        text = _QUOTE.sub(" ", text)
     text = _STRETCHED.sub(r"\1" * repeats, text)
-    text = _LEETY.sub(lambda m: m.group().translate(_LEET), text)
+    if _LEET_CHAR.search(text):
+        text = _LEETY.sub(lambda m: m.group().translate(_LEET), text)
     text = _CONTRACTED.sub(lambda m: _CONTRACTIONS[m.group()], text)
     clauses = []
     for part in _CLAUSE_BREAK.split(text):
