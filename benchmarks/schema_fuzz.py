@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 passes += 1
                 print(
                     f"pass {passes}: {outcome.cases} cases, {outcome.server_errors} server "
-                    f"errors, {outcome.violations} schema violations",
+                    f"errors, {outcome.shed} shed, {outcome.violations} schema violations",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"duration:           {elapsed:.0f} s ({passes} passes, seeds {args.seed}..)")
     print(f"cases:              {total.cases}")
     print(f"server errors:      {total.server_errors}")
+    print(f"shed (503 + Retry-After, designed backpressure): {total.shed}")
     print(f"schema violations:  {total.violations}")
     print(f"answers by status:  {statuses}")
     for failure in total.failures[:20]:
