@@ -141,6 +141,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from appliance.instance import hold_data_dir
     from appliance.preflight import preflight
     from appliance.server import serve
 
@@ -149,8 +150,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or config.server.port
     # Everything that would refuse the configuration, before a log line or a process starts.
     preflight(config, host=host, create=True)
+    lock = hold_data_dir(config)  # held until this process ends
     configure_logging(args.log_level or config.server.log_level)
-    return serve(config, host=host, port=port)
+    try:
+        return serve(config, host=host, port=port)
+    finally:
+        lock.close()
 
 
 def configure_logging(level: str) -> None:
