@@ -194,6 +194,8 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"(?:railing|rail|barrier|wall|fence|edge)\b",
         # An overdose already taken.
         r"\bi (?:just |have |already |have just )?overdosed\b",
+        r"\bi (?:just |have )?(?:drank|drunk|swallowed) (?:some |a bottle of |the )?"
+        r"(?:bleach|antifreeze|weedkiller|rat poison)\b",
         r"\b(?:took|taken|swallowed|ate|drank|downed) (?:the |a )?(?:whole|entire|full) "
         r"(?:box|bottle|pack|packet|strip|prescription|tub)\b",
         r"\b(?:took|taken|swallowed|downed) (?:way too many|a handful of|a bunch of|a load of|"
