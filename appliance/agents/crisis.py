@@ -130,7 +130,7 @@ _OTHER = (
     r"son|daughter|baby))"
 )
 _ABUSER = (
-    r"(?:he|she|they|my (?:[\w']+ )?(?:dad|father|mom|mum|mother|stepdad|stepfather|stepmom|"
+    r"(?:he|she|they|dad|mum|mom|my (?:[\w']+ )?(?:dad|father|mom|mum|mother|stepdad|stepfather|stepmom|"
     r"stepmother|partner|boyfriend|girlfriend|husband|wife|ex|uncle|aunt|brother|sister|cousin|"
     r"grandpa|grandfather|grandad|teacher|coach|boss|carer|caregiver|priest|parents|son|"
     r"daughter|landlord|flatmate|roommate)|someone|a man|a woman)"
@@ -144,7 +144,7 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
     "suicide": (
         rf"\b(?:kill|killing|killed|end|ending|ended|take|taking) {_SELF}\b",
         r"\bend it all\b",
-        rf"\b{_INTENT} end (?:it|everything|things)\b(?! (?:with|between|here|there|for|now|early|today|on))",
+        rf"\b{_INTENT} end (?:it|everything|things)\b(?! (?:with|between|here|there|for|now|early|today|on)\b)",
         r"\b(?:commit|committing|attempt|attempted|attempting) suicide\b",
         r"\bsuicidal\b",
         r"\bsuicide (?:plan|note|attempt|thoughts?)\b",
@@ -186,7 +186,12 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\b(?:painless|quickest|fastest|easiest|surest) (?:way|ways|method|methods) to "
         r"(?:die|go|end it)\b",
         r"\bnoose\b",
+        r"\b(?:so )?(?:nobody|no one) (?:finds|will find|would find|can find) me\b",
+        r"\bhow (?:much|many) (?:\w+ ){0,4}(?:would|will|to) stop my heart\b",
+        r"\b(?:letters?|notes?|messages?|videos?|recordings?) (?:\w+ ){0,6}(?:for )?after$",
+        r"\b(?:i am|i feel) (?:so )?(?:done|finished) with (?:life|living|being alive)\b",
         r"\bengine running\b",
+        r"\bturned (?:on )?the gas (?:on )?and (?:i am )?(?:sitting|lying|waiting|closed)\b",
         # Acute danger: on the edge, over the rail.
         r"\bi am (?:standing |sitting |right )?(?:on|at) (?:the )?(?:edge|ledge) of (?:the |a |my )?"
         r"(?:roof|bridge|building|cliff|balcony|platform|car park|window|motorway|tracks)\b",
@@ -194,6 +199,8 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"(?:railing|rail|barrier|wall|fence|edge)\b",
         # An overdose already taken.
         r"\bi (?:just |have |already |have just )?overdosed\b",
+        r"\b(?:took|taken|swallowed) (?:\w+ ){0,4}(?:pills|tablets|meds|medication|dose|doses|"
+        r"methadone|insulin|paracetamol|painkillers) (?:\w+ ){0,2}on purpose\b",
         r"\bi (?:just |have )?(?:drank|drunk|swallowed) (?:some |a bottle of |the )?"
         r"(?:bleach|antifreeze|weedkiller|rat poison)\b",
         r"\b(?:took|taken|swallowed|ate|drank|downed) (?:the |a )?(?:whole|entire|full) "
@@ -217,6 +224,14 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"(?:again|on purpose|deliberately|to feel|until (?:it|they|i) (?:bled|bleeds?|bruised?))\b",
         r"\b(?:relapsed|relapse) (?:on |and )?(?:self harm|cutting|cut)\b",
         r"\b(?:blade|razor)s? (?:to|on|against|across) my (?:arms?|wrists?|thighs?|legs?|skin)\b",
+        r"\b(?:pin|compass|blade|razor|scissors|knife|lighter|match|key)s? (?:in|into|on|across|"
+        r"against) my (?:arms?|wrists?|skin|legs?|thighs?|stomach)\b",
+        r"\b(?:hit|hitting|punch\w*|slap\w*|scratch\w*|dug|dig\w*|pull\w*|bit|bite|biting|burn\w*|"
+        r"cut\w*|stab\w*|pinch\w*) (?:\w+ ){0,2}my (?:arms?|wrists?|skin|legs?|thighs?|stomach|"
+        r"face|hands?|fingers?|eyelashes|head|body)\b(?: \w+){0,6} on purpose\b",
+        r"\b(?:hit|hitting|punch|punched|punching|slap|slapped|slapping|scratch|scratched|"
+        r"scratching|bite|biting|bit) myself (?:when|whenever|until|again|every|as (?:a )?punishment|"
+        r"to)\b",
     ),
     "harm_to_others": (
         rf"\b{_INTENT} (?:kill|hurt|shoot|stab|murder|attack|strangle|poison) {_OTHER}\b",
@@ -234,6 +249,10 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         rf"\b{_ABUSER} (?:hurts|hurt|hits|hit|beats|beat) (?:me|us) (?:when|whenever|every|if)\b",
         rf"\b{_ABUSER} (?:says|said|told me) (?:he|she|they)(?: will| would|'ll|'d) "
         r"(?:kill|hurt) me\b",
+        rf"\b{_ABUSER} (?:keeps|kept|has been|is always) (?:hitting|hurting|beating|kicking|punching|"
+        r"choking|slapping|touching|grabbing) me\b",
+        r"\b(?:someone|somebody|a person|a man|a woman) who (?:hurts|hits|beats|abuses) me\b",
+        r"\b(?:raped|molested|sexually assaulted|groped) me\b",
         r"\bi am (?:being )?(?:hit|beaten|hurt|choked|strangled|kicked|punched) (?:at home|by "
         r"(?:my|him|her|them))\b",
         rf"\b{_ABUSER} (?:threatened|threatens|says he will|says she will) to (?:kill|hurt) me\b",
@@ -387,7 +406,11 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"(?:that|it) passed|i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
         r"(?:is|are|it is) (?:behind me|in the past)|(?:much|so much) better (?:now|since)|"
         r"i am (?:okay|ok|safe|stable|doing (?:well|better|okay)) now|in a (?:much )?better place|"
-        r"(?:a )?long time since i)\b"
+        r"(?:a )?long time since i|(?:it|that|they) (?:have |has )?passed|"
+        r"(?:days|weeks|months|years) (?:free|clean|sober)|how far i have come|back when|"
+        r"(?:am|feel|feeling) (?:much|so much|a lot|way) better|"
+        r"(?:glad|grateful|thankful) (?:i am still here|i stayed|i survived|i never|someone)|"
+        r"found (?:better|healthier|other|new) ways to cope)\b"
     ),
     "third_person": re.compile(
         r"\b(?:my (?:\w+ )?(?:friend|brother|sister|son|daughter|cousin|roommate|coworker|patient|"
@@ -395,21 +418,22 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"mum|mom)s? (?:says|said|told|texted|posted|sent|keeps saying|wants|wrote|burns|self harms|cuts|"
         r"overdosed|talks|is on|is cutting|is self harming|is suicidal|has been cutting)|"
         r"essay|thesis|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
-        r"story|screenplay|lecture|exam|presentation|the news|report|video game|the game|poem|song|"
+        r"story|screenplay|lecture|exam|presentation|the news|report(?! card)|video game|the game|poem|song|"
         r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
         r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
         r"mum|mom|dad)s? (?:\w+ )?(?:talks|wrote|says|said|asked) about|"
         r"warning signs|protocol|journalists?|volunteer\w*|training to be)\b"
     ),
     "accident": re.compile(
-        r"\b(?:by accident|accidentally|by mistake|chopping|cooking|shaving|washing up|opening a|"
+        r"\b(?:by accident|accidentally|by mistake|chopping|(?<!not for )(?:cooking|shaving)|washing up|"
+        r"opening a|"
         r"slipped|tripped|fell (?:off|down|over|asleep)|twisted|sprained|stubbed (?:my )?toe|"
         r"is (?:that|it) (?:ok|okay|bad|dangerous|normal)|should i worry|do i need|"
         r"will i be (?:ok|okay|fine)|what (?:do|should) i do)\b"
     ),
     "idiom": re.compile(
         r"\b(?:lol|lmao|haha\w*|jk|this (?:homework|exam|traffic|heat|diet|cold|song|weather)|"
-        r"my (?:feet|knees|back)|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
+        r"(?<!up to )my (?:feet|knees|back)|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
         r"dying (?:to|of|laughing)|dead tired|(?:is|are) to die for|could (?:murder|die)|"
         r"i would kill for|shoot(?:ing)? (?:for|my shot|you)|end (?:it|things) with (?:my|him|her)|"
         r"ending my (?:gym|membership|subscription|contract)|going to (?:kill|murder) me)\b"
@@ -426,7 +450,15 @@ _NOW = re.compile(
 
 
 # Harm aimed at the person writing: a third-person opening ("my dad says ...") is not a cue then.
-_TO_ME = re.compile(r"\b(?:hurt|kill|hit|beat|punch|kick) me\b")
+_TO_ME = re.compile(
+    r"\b(?:hurt|hurts|kill|hit|hits|beat|beats|punch|punches|kick|kicks|burn|burns|burned|touch|"
+    r"touches|touched|choke|chokes|choked) me\b"
+)
+
+# The writer's own stated intent: no story or study word makes that someone else's.
+_MY_INTENT = re.compile(
+    r"\bi (?:am going to|will|want to|plan to|am planning to) (?:kill|hurt|end) (?:myself|my life)\b"
+)
 
 
 def framing(text: str) -> Cue | None:
@@ -440,7 +472,9 @@ def _framed(joined: str) -> Cue | None:
         if pattern.search(bare if cue == "negation" else joined):
             if cue == "past" and _NOW.search(joined):
                 continue
-            if cue == "third_person" and _TO_ME.search(joined):  # "my dad says he'll hurt me"
-                continue
+            if cue in ("third_person", "accident") and _TO_ME.search(joined):
+                continue  # "my dad says he'll hurt me": harm aimed at the writer
+            if cue == "third_person" and _MY_INTENT.search(joined):
+                continue  # "after my exam tomorrow I'm going to kill myself"
             return cue
     return None
