@@ -224,8 +224,9 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"(?:again|on purpose|deliberately|to feel|until (?:it|they|i) (?:bled|bleeds?|bruised?))\b",
         r"\b(?:relapsed|relapse) (?:on |and )?(?:self harm|cutting|cut)\b",
         r"\b(?:blade|razor)s? (?:to|on|against|across) my (?:arms?|wrists?|thighs?|legs?|skin)\b",
-        r"\b(?:pin|compass|blade|razor|scissors|knife|lighter|match|key)s? (?:in|into|on|across|"
-        r"against) my (?:arms?|wrists?|skin|legs?|thighs?|stomach)\b",
+        r"\b(?:pin|compass|blade|razor|scissors|knife|lighter|match|key|cigarette)s? (?:out )?"
+        r"(?:in|into|on|across|against) my (?:arms?|wrists?|skin|legs?|thighs?|stomach)\b",
+        r"\bfresh (?:cuts|scratches|burns) on my (?:arms?|wrists?|legs?|thighs?|stomach)\b",
         r"\b(?:hit|hitting|punch\w*|slap\w*|scratch\w*|dug|dig\w*|pull\w*|bit|bite|biting|burn\w*|"
         r"cut\w*|stab\w*|pinch\w*) (?:\w+ ){0,2}my (?:arms?|wrists?|skin|legs?|thighs?|stomach|"
         r"face|hands?|fingers?|eyelashes|head|body)\b(?: \w+){0,6} on purpose\b",
