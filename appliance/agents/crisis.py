@@ -135,9 +135,10 @@ _OTHER = (
     r"son|daughter|baby))"
 )
 _ABUSER = (
-    r"(?:he|she|they|my (?:\w+ )?(?:dad|father|mom|mum|mother|stepdad|stepfather|stepmom|"
+    r"(?:he|she|they|dad|mum|mom|my (?:[\w']+ )?(?:dad|father|mom|mum|mother|stepdad|stepfather|stepmom|"
     r"stepmother|partner|boyfriend|girlfriend|husband|wife|ex|uncle|aunt|brother|sister|cousin|"
-    r"grandpa|grandfather|teacher|coach|boss|carer|caregiver|priest)|someone|a man|a woman)"
+    r"grandpa|grandfather|grandad|teacher|coach|boss|carer|caregiver|priest|parents|son|"
+    r"daughter|landlord|flatmate|roommate)|someone|a man|a woman)"
 )
 _INTENT = (
     r"(?:want to|going to|will|plan to|planning to|about to|need to|have to|decided to|"
@@ -148,7 +149,7 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
     "suicide": (
         rf"\b(?:kill|killing|killed|end|ending|ended|take|taking) {_SELF}\b",
         r"\bend it all\b",
-        rf"\b{_INTENT} end (?:it|everything|things)\b(?! (?:with|between|here|there|for|now|early|today|on))",
+        rf"\b{_INTENT} end (?:it|everything|things)\b(?! (?:with|between|here|there|for|now|early|today|on)\b)",
         r"\b(?:commit|committing|attempt|attempted|attempting) suicide\b",
         r"\bsuicidal\b",
         r"\bsuicide (?:plan|note|attempt|thoughts?)\b",
@@ -170,6 +171,51 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"cliff|balcony)\b",
         r"\btake (?:all|a lot of|too many) (?:my |the |of my )?(?:pills|tablets|meds)\b",
         r"\b(?:saying|said|say) (?:my )?(?:final )?goodbyes? (?:for good|forever)\b",
+        # Farewells and finality.
+        r"\b(?:goodbye|bye) (?:forever|for good|for real|world|cruel world)\b",
+        r"\b(?:suicide|goodbye|farewell) (?:note|letter|message|video)s?\b",
+        r"\b(?:after|once|when) i am (?:dead|gone for good)\b",
+        r"\bafter i am gone\b",
+        r"\b(?:my|this is (?:my|the)) (?:last|final) (?:message|goodbye|words|letter)\b",
+        r"\b(?:last|final) time (?:you will|you ll|anyone will) hear from me\b",
+        r"\b(?:you|anyone|nobody|no one) will (?:never|not) hear from me (?:again|after)\b",
+        r"\bwill not be (?:here|around|alive) (?:much longer|for much longer|after tonight|"
+        r"by (?:morning|tomorrow))\b",
+        r"\b(?:will|would) be (?:dead|gone) (?:before|by) (?:morning|tomorrow|the weekend)\b",
+        # Means: gathered, researched, at hand.
+        r"\b(?:lethal|fatal|deadly) (?:dose|amount|overdose)\b",
+        r"\bhow many (?:\w+ )?(?:pills|tablets|paracetamol|tylenol|painkillers|meds) "
+        r"(?:would|does|will) (?:it take|kill|be enough)\b",
+        r"\b(?:stockpil\w*|hoard\w*|saving up|saved up) (?:my |all my |the )?"
+        r"(?:\w+ )?(?:pills|tablets|meds|medication|prescriptions?)\b",
+        r"\b(?:painless|quickest|fastest|easiest|surest) (?:way|ways|method|methods) to "
+        r"(?:die|go|end it)\b",
+        r"\bnoose\b",
+        r"\b(?:so )?(?:nobody|no one) (?:finds|will find|would find|can find) me\b",
+        r"\bhow (?:much|many) (?:\w+ ){0,4}(?:would|will|to) stop my heart\b",
+        r"\b(?:letters?|notes?|messages?|videos?|recordings?) (?:\w+ ){0,6}(?:for )?after$",
+        r"\b(?:i am|i feel) (?:so )?(?:done|finished) with (?:life|living|being alive)\b",
+        r"\bengine running\b",
+        r"\bturned (?:on )?the gas (?:on )?and (?:i am )?(?:sitting|lying|waiting|closed)\b",
+        # Acute danger: on the edge, over the rail.
+        r"\bi am (?:standing |sitting |right )?(?:on|at) (?:the )?(?:edge|ledge) of (?:the |a |my )?"
+        r"(?:roof|bridge|building|cliff|balcony|platform|car park|window|motorway|tracks)\b",
+        r"\b(?:climbed|am|i am|standing) (?:over|on the (?:wrong|other) side of) the "
+        r"(?:railing|rail|barrier|wall|fence|edge)\b",
+        # An overdose already taken.
+        r"\bi (?:just |have |already |have just )?overdosed\b",
+        r"\b(?:took|taken|swallowed) (?:\w+ ){0,4}(?:pills|tablets|meds|medication|dose|doses|"
+        r"methadone|insulin|paracetamol|painkillers) (?:\w+ ){0,2}on purpose\b",
+        r"\bi (?:just |have )?(?:drank|drunk|swallowed) (?:some |a bottle of |the )?"
+        r"(?:bleach|antifreeze|weedkiller|rat poison)\b",
+        r"\b(?:took|taken|swallowed|ate|drank|downed) (?:the |a )?(?:whole|entire|full) "
+        r"(?:box|bottle|pack|packet|strip|prescription|tub)\b",
+        r"\b(?:took|taken|swallowed|downed) (?:way too many|a handful of|a bunch of|a load of|"
+        r"loads of|[2-9]\d|\d{3}) (?:of )?(?:my |the |his |her )?(?:\w+ )?"
+        r"(?:pills|tablets|meds|paracetamol|tylenol|painkillers)\b",
+        r"\b(?:swallowed|took|taken) (?:all|every one) (?:of )?(?:my|the|his|her) (?:\w+ )?"
+        r"(?:pills|tablets|meds|medication)\b(?! (?:this morning|today|on time|like|as "
+        r"(?:prescribed|usual)|with (?:breakfast|food)|for the (?:day|week)))",
     ),
     "self_harm": (
         r"\b(?:hurt|hurting|harm|harming|cut|cutting|burn|burning|injure|injuring|starve|"
@@ -177,17 +223,44 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\bself harm(?:ing|ed)?\b",
         r"\b(?:cutting|burning myself) again\b",
         r"\bstarted cutting\b",
+        r"\burges? to (?:cut|burn|self harm|hurt myself)\b",
+        r"\b(?:cut|cutting|burned|burning|burnt|scratched|hit|hitting|punched|bit|bite) "
+        r"(?:myself|my (?:arms?|wrists?|thighs?|legs?|skin|stomach|face)) "
+        r"(?:again|on purpose|deliberately|to feel|until (?:it|they|i) (?:bled|bleeds?|bruised?))\b",
+        r"\b(?:relapsed|relapse) (?:on |and )?(?:self harm|cutting|cut)\b",
+        r"\b(?:blade|razor)s? (?:to|on|against|across) my (?:arms?|wrists?|thighs?|legs?|skin)\b",
+        r"\b(?:pin|compass|blade|razor|scissors|knife|lighter|match|key|cigarette)s? (?:out )?"
+        r"(?:in|into|on|across|against) my (?:arms?|wrists?|skin|legs?|thighs?|stomach)\b",
+        r"\bfresh (?:cuts|scratches|burns) on my (?:arms?|wrists?|legs?|thighs?|stomach)\b",
+        r"\b(?:hit|hitting|punch\w*|slap\w*|scratch\w*|dug|dig\w*|pull\w*|bit|bite|biting|burn\w*|"
+        r"cut\w*|stab\w*|pinch\w*) (?:\w+ ){0,2}my (?:arms?|wrists?|skin|legs?|thighs?|stomach|"
+        r"face|hands?|fingers?|eyelashes|head|body)\b(?: \w+){0,6} on purpose\b",
+        r"\b(?:hit|hitting|punch|punched|punching|slap|slapped|slapping|scratch|scratched|"
+        r"scratching|bite|biting|bit) myself (?:when|whenever|until|again|every|as (?:a )?punishment|"
+        r"to)\b",
     ),
     "harm_to_others": (
         rf"\b{_INTENT} (?:kill|hurt|shoot|stab|murder|attack|strangle|poison) {_OTHER}\b",
         r"\bshoot up (?:the|my|a) (?:school|office|class|church|mall|work)\b",
         r"\b(?:bring|bringing|brought) a (?:gun|knife|weapon) to (?:school|work|class)\b",
         rf"\b(?:have|got|bought) a (?:gun|knife|weapon) (?:for|to use on) {_OTHER}\b",
+        r"\b(?:put|putting|slip|slipping) something in (?:his|her|their|my [\w']+) "
+        r"(?:drink|food|coffee|tea)\b",
     ),
     "abuse": (
         rf"\b{_ABUSER} (?:hits|hit|beats|beat|kicks|kicked|chokes|choked|strangles|strangled|"
         r"punches|punched|slaps|slapped|raped|rapes|molested|molests|abuses|abused|burns|burned|"
-        r"touches|touched) me\b",
+        r"touches|touched|pushed|pushes|shoved|shoves|grabbed|grabs|pins|pinned|drags|dragged|"
+        r"locks|locked|forces|forced|whips|whipped) me\b",
+        rf"\b{_ABUSER} (?:hurts|hurt|hits|hit|beats|beat) (?:me|us) (?:when|whenever|every|if)\b",
+        rf"\b{_ABUSER} (?:says|said|told me) (?:he|she|they)(?: will| would|'ll|'d) "
+        r"(?:kill|hurt) me\b",
+        rf"\b{_ABUSER} (?:keeps|kept|has been|is always) (?:hitting|hurting|beating|kicking|punching|"
+        r"choking|slapping|touching|grabbing) me\b",
+        r"\b(?:someone|somebody|a person|a man|a woman) who (?:hurts|hits|beats|abuses) me\b",
+        r"\b(?:raped|molested|sexually assaulted|groped) me\b",
+        r"\bi am (?:being )?(?:hit|beaten|hurt|choked|strangled|kicked|punched) (?:at home|by "
+        r"(?:my|him|her|them))\b",
         rf"\b{_ABUSER} (?:threatened|threatens|says he will|says she will) to (?:kill|hurt) me\b",
         r"\bi (?:was|am|have been|got|get) (?:being )?(?:raped|molested|abused|sexually assaulted|"
         r"assaulted|beaten|trafficked)\b",
@@ -331,35 +404,42 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"|\bi (?:am|feel) safe\b|\bnobody is hurting me\b|\bno one is hurting me\b"
     ),
     "past": re.compile(
-        r"\b(?:used to|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in )|"
+        r"\b(?:used to|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in |at )|"
+        r"as a (?:teen|teenager|kid|child)|"
         r"back (?:then|in \d+)|in (?:high school|college|my (?:teens|twenties))|"
         r"(?:clean|free|sober) (?:for|since)|been clean|(?:self harm|suicide|cut\w*) free|"
         r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been|i have) (?:recovered|in recovery)|"
-        r"(?:that|it) passed|i am still here|worked through|not like that (?:any ?more|now)|"
+        r"(?:that|it) passed|i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
         r"(?:is|are|it is) (?:behind me|in the past)|(?:much|so much) better (?:now|since)|"
-        r"i am (?:okay|ok|safe|stable|doing (?:well|better|okay)) now|in a (?:much )?better place)\b"
+        r"i am (?:okay|ok|safe|stable|doing (?:well|better|okay)) now|in a (?:much )?better place|"
+        r"(?:a )?long time since i|(?:it|that|they) (?:have |has )?passed|"
+        r"(?:days|weeks|months|years) (?:free|clean|sober)|how far i have come|back when|"
+        r"(?:am|feel|feeling) (?:much|so much|a lot|way) better|"
+        r"(?:glad|grateful|thankful) (?:i am still here|i stayed|i survived|i never|someone)|"
+        r"found (?:better|healthier|other|new) ways to cope)\b"
     ),
     "third_person": re.compile(
         r"\b(?:my (?:\w+ )?(?:friend|brother|sister|son|daughter|cousin|roommate|coworker|patient|"
         r"student|girlfriend|boyfriend|aunt|uncle|neighbou?r|grandma|nan|classmate|partner|dad|"
-        r"mum|mom)s? (?:says|said|told|texted|keeps saying|wants|wrote|burns|self harms|cuts|"
-        r"overdosed|talks|is on|is cutting|has been cutting)|"
+        r"mum|mom)s? (?:says|said|told|texted|posted|sent|keeps saying|wants|wrote|burns|self harms|cuts|"
+        r"overdosed|talks|is on|is cutting|is self harming|is suicidal|has been cutting)|"
         r"essay|thesis|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
-        r"story|screenplay|lecture|exam|presentation|the news|report|video game|the game|poem|song|"
+        r"story|screenplay|lecture|exam|presentation|the news|report(?! card)|video game|the game|poem|song|"
         r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
         r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
         r"mum|mom|dad)s? (?:\w+ )?(?:talks|wrote|says|said|asked) about|"
         r"warning signs|protocol|journalists?|volunteer\w*|training to be)\b"
     ),
     "accident": re.compile(
-        r"\b(?:by accident|accidentally|by mistake|chopping|cooking|shaving|washing up|opening a|"
-        r"slipped|tripped|fell (?:off|down|over|asleep)|twisted|sprained|stubbed|"
+        r"\b(?:by accident|accidentally|by mistake|chopping|(?<!not for )(?:cooking|shaving)|washing up|"
+        r"opening a|"
+        r"slipped|tripped|fell (?:off|down|over|asleep)|twisted|sprained|stubbed (?:my )?toe|"
         r"is (?:that|it) (?:ok|okay|bad|dangerous|normal)|should i worry|do i need|"
         r"will i be (?:ok|okay|fine)|what (?:do|should) i do)\b"
     ),
     "idiom": re.compile(
         r"\b(?:lol|lmao|haha\w*|jk|this (?:homework|exam|traffic|heat|diet|cold|song|weather)|"
-        r"my (?:feet|knees|back)|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
+        r"(?<!up to )my (?:feet|knees|back)|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
         r"dying (?:to|of|laughing)|dead tired|(?:is|are) to die for|could (?:murder|die)|"
         r"i would kill for|shoot(?:ing)? (?:for|my shot|you)|end (?:it|things) with (?:my|him|her)|"
         r"ending my (?:gym|membership|subscription|contract)|going to (?:kill|murder) me)\b"
@@ -375,6 +455,18 @@ _NOW = re.compile(
 )
 
 
+# Harm aimed at the person writing: a third-person opening ("my dad says ...") is not a cue then.
+_TO_ME = re.compile(
+    r"\b(?:hurt|hurts|kill|hit|hits|beat|beats|punch|punches|kick|kicks|burn|burns|burned|touch|"
+    r"touches|touched|choke|chokes|choked) me\b"
+)
+
+# The writer's own stated intent: no story or study word makes that someone else's.
+_MY_INTENT = re.compile(
+    r"\bi (?:am going to|will|want to|plan to|am planning to) (?:kill|hurt|end) (?:myself|my life)\b"
+)
+
+
 def framing(text: str) -> Cue | None:
     """The first framing cue found in `text`, or None. Cheap: a few searches over one string."""
     return _framed(" . ".join(normalise(text)))
@@ -386,5 +478,9 @@ def _framed(joined: str) -> Cue | None:
         if pattern.search(bare if cue == "negation" else joined):
             if cue == "past" and _NOW.search(joined):
                 continue
+            if cue in ("third_person", "accident") and _TO_ME.search(joined):
+                continue  # "my dad says he'll hurt me": harm aimed at the writer
+            if cue == "third_person" and _MY_INTENT.search(joined):
+                continue  # "after my exam tomorrow I'm going to kill myself"
             return cue
     return None
