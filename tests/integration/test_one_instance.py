@@ -15,9 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 def serve_again(config: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)]
     return subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)]
-        + ["--port", str(free_port())],
+        [*command, "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=120,
