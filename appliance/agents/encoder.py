@@ -15,10 +15,11 @@ otherwise bring torch; only its data files are read, its code is never imported.
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +53,6 @@ class Encoder:
     """all-MiniLM-L6-v2 in numpy. Thread-safe: it holds no per-call state."""
 
     def __init__(self, directory: Path | None = None, *, max_tokens: int = MAX_TOKENS) -> None:
-        from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
         directory = directory or model_dir()
@@ -66,7 +66,9 @@ class Encoder:
         self._tokenizer.no_truncation()
         self._cls = _special(self._tokenizer, "[CLS]")
         self._sep = _special(self._tokenizer, "[SEP]")
-        w = load_file(str(weights_file))
+        # Mapped from the installed file, not read: the pages are the page cache's, shared and
+        # reclaimable, and the word table's rows are only ever read a few at a time.
+        w = mapped_tensors(weights_file)
         self._word = w["embeddings.word_embeddings.weight"]
         # Positions and the single token type folded into one table.
         self._position = (
@@ -129,27 +131,30 @@ class _Layer:
 
     def __init__(self, w: dict[str, npt.NDArray[np.float32]], p: str) -> None:
         a = p + "attention."
-        # Query, key and value as one matrix: one product instead of three.
-        self.qkv_w = np.ascontiguousarray(
-            np.concatenate([w[a + f"self.{n}.weight"] for n in ("query", "key", "value")], axis=0).T
-        )
-        self.qkv_b = np.concatenate([w[a + f"self.{n}.bias"] for n in ("query", "key", "value")])
-        self.out_w = np.ascontiguousarray(w[a + "output.dense.weight"].T)
-        self.out_b = w[a + "output.dense.bias"]
+        # The stored [out, in] matrices, used transposed in place: BLAS reads a transposed
+        # operand as it is, so nothing is copied out of the mapped file.
+        self.q_w: Vector = w[a + "self.query.weight"].T
+        self.k_w: Vector = w[a + "self.key.weight"].T
+        self.v_w: Vector = w[a + "self.value.weight"].T
+        self.q_b: Vector = w[a + "self.query.bias"]
+        self.k_b: Vector = w[a + "self.key.bias"]
+        self.v_b: Vector = w[a + "self.value.bias"]
+        self.out_w: Vector = w[a + "output.dense.weight"].T
+        self.out_b: Vector = w[a + "output.dense.bias"]
         self.norm1 = (w[a + "output.LayerNorm.weight"], w[a + "output.LayerNorm.bias"])
-        self.up_w = np.ascontiguousarray(w[p + "intermediate.dense.weight"].T)
-        self.up_b = w[p + "intermediate.dense.bias"]
-        self.down_w = np.ascontiguousarray(w[p + "output.dense.weight"].T)
-        self.down_b = w[p + "output.dense.bias"]
+        self.up_w: Vector = w[p + "intermediate.dense.weight"].T
+        self.up_b: Vector = w[p + "intermediate.dense.bias"]
+        self.down_w: Vector = w[p + "output.dense.weight"].T
+        self.down_b: Vector = w[p + "output.dense.bias"]
         self.norm2 = (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
         self.width = self.out_w.shape[0]
         self.scale = np.float32(1.0 / np.sqrt(self.width // _HEADS))
 
     def __call__(self, x: Vector, mask: Vector | None) -> Vector:
         n, d = x.shape
-        qkv = x @ self.qkv_w + self.qkv_b
         q, k, v = (
-            qkv[:, i * d : (i + 1) * d].reshape(n, _HEADS, -1).transpose(1, 0, 2) for i in range(3)
+            (x @ weight + bias).reshape(n, _HEADS, -1).transpose(1, 0, 2)
+            for weight, bias in ((self.q_w, self.q_b), (self.k_w, self.k_b), (self.v_w, self.v_b))
         )
         scores = (q @ k.transpose(0, 2, 1)) * self.scale
         if mask is not None:
@@ -157,10 +162,28 @@ class _Layer:
         scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
-        context = (scores @ v).transpose(1, 0, 2).reshape(n, d)
+        context = cast(Vector, (scores @ v).transpose(1, 0, 2).reshape(n, d))
         x = _layer_norm(x + context @ self.out_w + self.out_b, *self.norm1)
         hidden = _gelu(x @ self.up_w + self.up_b)
         return _layer_norm(x + hidden @ self.down_w + self.down_b, *self.norm2)
+
+
+def mapped_tensors(path: Path) -> dict[str, npt.NDArray[np.float32]]:
+    """The float32 tensors of a safetensors file as read-only views of one memory map.
+
+    The format: an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
+    shape and byte range, then the data."""
+    raw = np.memmap(path, dtype=np.uint8, mode="r")
+    size = int.from_bytes(raw[:8].tobytes(), "little")
+    header = json.loads(raw[8 : 8 + size].tobytes())
+    base = 8 + size
+    tensors: dict[str, npt.NDArray[np.float32]] = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info["dtype"] != "F32":  # position ids (I64): not read
+            continue
+        begin, end = info["data_offsets"]
+        tensors[name] = raw[base + begin : base + end].view(np.float32).reshape(info["shape"])
+    return tensors
 
 
 def _layer_norm(x: Vector, weight: Vector, bias: Vector) -> Vector:
