@@ -14,7 +14,6 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.config.app import AppConfig
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins import PluginProtocol
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
@@ -32,6 +31,7 @@ from appliance.api.load import LoadControlPlugin
 from appliance.api.metrics import metrics
 from appliance.api.models import list_models
 from appliance.api.openapi import DescribedJson
+from appliance.api.parts import part
 from appliance.root import Lifecycle, Wiring
 from appliance.ui.routes import OpsPagePlugin
 
@@ -68,7 +68,7 @@ def create_app(wiring: Wiring, *, lifecycle: Lifecycle | None = None) -> Litesta
             AdminController,
             metrics,
         ],
-        dependencies={name: _provide(part) for name, part in parts.items()},
+        dependencies={name: part(value) for name, value in parts.items()},
         plugins=plugins,
         lifespan=[lifespan],
         exception_handlers=dict(EXCEPTION_HANDLERS),  # type: ignore[arg-type]
@@ -111,12 +111,3 @@ class ApplianceApp(Litestar):
             await super().__call__(scope, receive, send)
             return
         await self._guarded(scope, receive, send)  # type: ignore[arg-type]
-
-
-def _provide(part: object) -> Provide:
-    """A dependency that is always this one part (built once by the composition root)."""
-
-    def dependency() -> object:
-        return part
-
-    return Provide(dependency, use_cache=True, sync_to_thread=False)

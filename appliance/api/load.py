@@ -6,9 +6,10 @@ from typing import Any
 
 from litestar import get
 from litestar.config.app import AppConfig
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.plugins import InitPluginProtocol
 
+from appliance.api.parts import part
 from appliance.load.control import LoadControl
 
 
@@ -31,10 +32,5 @@ class LoadControlPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.append(load_view)
-        app_config.dependencies["load_control"] = Provide(
-            self._load, use_cache=True, sync_to_thread=False
-        )
+        app_config.dependencies["load_control"] = part(self.load)
         return app_config
-
-    def _load(self) -> LoadControl:
-        return self.load

@@ -13,10 +13,11 @@ from typing import Any
 
 from litestar import Response, Router, get
 from litestar.config.app import AppConfig
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.plugins import InitPluginProtocol
 
+from appliance.api.parts import part
 from appliance.errors import NotFound
 from appliance.ui.page import OpsPage
 
@@ -82,14 +83,6 @@ class OpsPagePlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.extend([page, asset, session, ops_router])
-        app_config.dependencies["ops"] = Provide(self._ops, use_cache=True, sync_to_thread=False)
-        app_config.dependencies["key_required"] = Provide(
-            self._key_required, use_cache=True, sync_to_thread=False
-        )
+        app_config.dependencies["ops"] = part(self.ops)
+        app_config.dependencies["key_required"] = part(self.key_required)
         return app_config
-
-    def _ops(self) -> OpsPage:
-        return self.ops
-
-    def _key_required(self) -> bool:
-        return self.key_required
