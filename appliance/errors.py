@@ -23,8 +23,8 @@ here are signals between parts, never shown to a client as they are.
     ├── EncoderMissing                  503 the crisis encoder's weights are not installed
     ├── NvmlUnavailable                 no NVML here (no library, driver or permission)
     ├── StoreError                      the benchmark database cannot be used
-    ├── BenchmarksStopped               503 the store is closed (starting or stopping)
     └── BenchmarksUnavailable           503 benchmarks are not running in this appliance
+        └── BenchmarksStopped           the store is closed (starting or stopping)
 
     ConnectionError
     └── EngineConnectionError           an engine unreachable or its answer broken: retried
@@ -199,6 +199,8 @@ class UnknownEngine(NotFound):
 
 
 class BenchmarksUnavailable(ApplianceError):
+    """Benchmarks are not running in this appliance: 503."""
+
     status_code = 503
     error_type = "server_error"
     code = "benchmarks_unavailable"
@@ -244,12 +246,8 @@ class BenchmarkNotFound(NotFound):
     code = "benchmark_not_found"
 
 
-class BenchmarksStopped(ApplianceError):
-    """The store is closed (before start, after stop): 503, try again."""
-
-    status_code = 503
-    error_type = "server_error"
-    code = "benchmarks_unavailable"
+class BenchmarksStopped(BenchmarksUnavailable):
+    """The store is closed (before start, after stop): the same 503, try again."""
 
 
 class TrafficTooHigh(Exception):

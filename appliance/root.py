@@ -4,10 +4,11 @@
 (`appliance.core`: clients, prober, load control, gateway, agents) and wires the features on it
 (benchmarks, operations page, agent-check, metrics), each part through its constructor.
 
-`Wiring` holds the core, the features and the order their background parts run in. `Lifecycle` runs them (see `appliance.lifecycle`): engines start in
-the background while `/health` answers "starting", then the background parts are entered in order
-and systemd hears READY; on the way down they are exited in reverse (benchmarks first, while the
-listener still serves), then the prober, the engines and the connections.
+`Wiring` holds the core, the features and the order their background parts run in. `Lifecycle`
+runs them (see `appliance.lifecycle`): engines start in the background while `/health` answers
+"starting", then the background parts are entered in order and systemd hears READY; on the way
+down they are exited in reverse (benchmarks first, while the listener still serves), then the
+prober, the engines and the connections.
 """
 
 from __future__ import annotations
