@@ -29,6 +29,7 @@ from appliance.errors import ApplianceError, BadRequest
 from appliance.gateway.gateway import Dispatch, Gateway, Route
 from appliance.gateway.hooks import Recorder
 from appliance.gateway.replicas import CONVERSATION_HEADER, conversation_key
+from appliance.gateway.transport import engine_error
 from appliance.load.priority import PRIORITY_HEADER, Priority
 
 log = logging.getLogger("appliance.api.chat")
@@ -245,35 +246,15 @@ def completion_tokens(data: bytes) -> int | None:
     return int(found.group(1)) if found else None
 
 
-class _EngineError(msgspec.Struct):
-    message: str | None = None
-    type: str | None = None
-    param: str | None = None
-    code: str | int | None = None
-
-
-class _EngineErrorBody(msgspec.Struct):
-    error: _EngineError | str | None = None
-    message: str | None = None
-    type: str | None = None
-    param: str | None = None
-    code: str | int | None = None
-
-
 def engine_error_body(status: int, data: bytes) -> bytes:
     """An engine's error answer in the OpenAI shape, whatever shape the engine used.
 
     vLLM answers `{"object": "error", "message": ..., "code": 400}`, others plain text; a client
     of the appliance always gets `{"error": {"message", "type", "param", "code"}}`.
     """
-    try:
-        parsed = msgspec.json.decode(data, type=_EngineErrorBody)
-    except msgspec.MsgspecError:
-        parsed = _EngineErrorBody(message=data.decode(errors="replace").strip()[:500] or None)
-    inner = parsed.error if isinstance(parsed.error, _EngineError) else None
-    message = (inner.message if inner else None) or (
-        parsed.error if isinstance(parsed.error, str) else parsed.message
-    )
+    parsed = engine_error(data)
+    inner = parsed.detail
+    message = parsed.reason
     kind = "invalid_request_error" if status < 500 else "server_error"
     code = (inner.code if inner else None) or parsed.code
     return error_body(

@@ -69,23 +69,54 @@ async def refusal(engine_id: str, response: Upstream) -> EngineRefused:
 
     vLLM's message names limits and parameters, never the request's text, which is not logged.
     """
-    body = await response.read()
-    try:
-        parsed: object = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        parsed = body.decode(errors="replace").strip()
-    message = engine_message(parsed)
+    message = one_line(engine_error(await response.read()).message)
     log.warning("engine %s refused a request: %d %s", engine_id, response.status, message)
     return EngineRefused(response.status, message)
 
 
-def engine_message(body: object, limit: int = 500) -> str:
-    """The message of an engine's error body (OpenAI's or vLLM's shape), on one short line."""
-    message: object = body
-    if isinstance(body, dict):
-        inner = body.get("error")
-        message = body.get("message") or (
-            inner.get("message") if isinstance(inner, dict) else inner
-        )
-    text = " ".join(str(message or "no message").split())
+class _ErrorDetail(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+
+
+class EngineError(msgspec.Struct):
+    """An engine's error body in any of the shapes engines use: OpenAI's `{"error": {...}}`,
+    vLLM's `{"object": "error", "message": ..., "code": 400}`, `{"error": "..."}`, plain text."""
+
+    error: _ErrorDetail | str | None = None
+    message: str | None = None
+    type: str | None = None
+    param: str | None = None
+    code: str | int | None = None
+
+    @property
+    def detail(self) -> _ErrorDetail | None:
+        return self.error if isinstance(self.error, _ErrorDetail) else None
+
+    @property
+    def reason(self) -> str | None:
+        """What the engine said was wrong, wherever it put it."""
+        detail = self.detail
+        if detail is not None and detail.message:
+            return detail.message
+        return self.error if isinstance(self.error, str) else self.message
+
+
+_decode_error = msgspec.json.Decoder(EngineError).decode
+
+
+def engine_error(data: bytes) -> EngineError:
+    """An engine's error body read once, for the passthrough and the agents alike; a body that
+    is not JSON of that shape is its text."""
+    try:
+        return _decode_error(data)
+    except msgspec.MsgspecError:
+        return EngineError(message=data.decode(errors="replace").strip()[:500] or None)
+
+
+def one_line(message: str | None, limit: int = 500) -> str:
+    """An engine's message on one short line, for the log."""
+    text = " ".join((message or "no message").split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
