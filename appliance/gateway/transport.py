@@ -69,7 +69,7 @@ async def refusal(engine_id: str, response: Upstream) -> EngineRefused:
 
     vLLM's message names limits and parameters, never the request's text, which is not logged.
     """
-    message = one_line(engine_error(await response.read()).message)
+    message = one_line(engine_error(await response.read()).reason)
     log.warning("engine %s refused a request: %d %s", engine_id, response.status, message)
     return EngineRefused(response.status, message)
 

@@ -212,6 +212,24 @@ async def test_an_engines_refusal_is_engine_refused_with_its_message_logged(engi
     ]
 
 
+async def test_a_refusal_in_the_nested_error_shape_logs_the_engines_reason(engine, caplog) -> None:
+    """vLLM 0.32 answers `{"error": {"message", "type", "param", "code"}}`."""
+    caplog.set_level(logging.WARNING, logger="appliance.gateway")
+    nested = (
+        b'{"error":{"message":"This model\'s maximum context length is 2048 tokens.",'
+        b'"type":"BadRequestError","param":null,"code":400}}'
+    )
+    fake = await engine(Reply(400, nested))
+    client = client_for(fake.url)
+    with pytest.raises(EngineRefused) as caught:
+        await request_completion(client, {"model": "m", "messages": []})
+    await client.aclose()
+    assert "maximum context length is 2048 tokens" in caught.value.message
+    assert [r.getMessage() for r in caplog.records] == [
+        "engine e refused a request: 400 This model's maximum context length is 2048 tokens.",
+    ]
+
+
 async def test_an_unreachable_engine_is_a_transport_error() -> None:
     client = client_for(f"http://127.0.0.1:{closed_port()}/v1")
     with pytest.raises(EngineConnectionError, match="cannot connect"):
