@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
+from appliance.agents.screen import compile_screen
 from appliance.config.schema import CrisisCategory
 
 Level = Literal["none", "caution", "crisis"]
@@ -94,11 +95,6 @@ _STRETCHED = re.compile(r"([a-z])\1{2,}")
 _LEETY = re.compile(
     rf"(?<!{_T}){_T}*(?:[a-z]{_T}*[0-9@$]|[0-9@$]{_T}*[a-z]){_T}*(?!{_T})"
 )  # a word with both letters and digits or symbols
-_CONTRACTED = re.compile(
-    rf"(?<!{_T})(?:{'|'.join(re.escape(k) for k in sorted(_CONTRACTIONS, key=len, reverse=True))})"
-    rf"(?!{_T})"
-)
-
 
 def normalise(text: str, *, repeats: int = 2) -> list[str]:
     """Clauses of lower-case words: accents, curly quotes, contractions, leetspeak, stretched letters
@@ -116,12 +112,14 @@ def normalise(text: str, *, repeats: int = 2) -> list[str]:
     text = _STRETCHED.sub(r"\1" * repeats, text)
     if _LEET_CHAR.search(text):
         text = _LEETY.sub(lambda m: m.group().translate(_LEET), text)
-    text = _CONTRACTED.sub(lambda m: _CONTRACTIONS[m.group()], text)
+    # Contractions are whole words (runs of word characters, as `_WORD` finds them), so they are
+    # undone word by word after the split: a dict lookup, not a pass of a large alternation.
     clauses = []
+    expand = _CONTRACTIONS.get
     for part in _CLAUSE_BREAK.split(text):
-        clause = " ".join(_WORD.findall(part))
-        if clause:
-            clauses.append(clause)
+        words = _WORD.findall(part)
+        if words:
+            clauses.append(" ".join([expand(word, word) for word in words]))
     return clauses
 
 
@@ -315,11 +313,14 @@ def _alternation(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
-# One expression per category, and one for everything: most clauses match nothing, and then one
-# search decides (an 8,000-character message takes about a millisecond, not ten).
+# One expression per category, and one screen for everything (`screen.py`): most clauses match
+# nothing, and then one linear-time pass decides.
 _CRISIS_RE = {cat: _alternation(pats) for cat, pats in _CRISIS.items()}
 _CAUTION_RE = {cat: _alternation(pats) for cat, pats in _CAUTION.items()}
-_ANY = _alternation([p for pats in (*_CRISIS.values(), *_CAUTION.values()) for p in pats])
+PHRASES: tuple[str, ...] = tuple(
+    p for pats in (*_CRISIS.values(), *_CAUTION.values()) for p in pats
+)
+_SCREEN = compile_screen(PHRASES)
 
 
 def detect(text: str) -> CrisisSignal:
@@ -346,7 +347,7 @@ def detect_all(texts: list[str]) -> CrisisSignal:
 
 
 def _clause_signal(clause: str) -> CrisisSignal:
-    if not _ANY.search(clause):
+    if _SCREEN.search(clause) is None:  # proves no phrase matches
         return NO_SIGNAL
     crisis: list[CrisisCategory] = []
     caution: list[CrisisCategory] = []

@@ -1,0 +1,61 @@
+"""The phrase lists' RE2 screen: it must match wherever a phrase matches (it only ever proves
+"nothing here"), so the detector with it says exactly what the detector without it says."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from appliance.agents import crisis
+from appliance.agents.screen import compile_screen, without_lookarounds
+from benchmarks.crisis_data import load
+
+PYTHON_ANY = re.compile("|".join(f"(?:{p})" for p in crisis.PHRASES))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"a(?! (?:with|b))c", "ac"),
+        (r"(?<!not )kill", "kill"),
+        (r"x(?=y)z", "xz"),
+        (r"[(?!]d\(?!e", r"[(?!]d\(?!e"),  # in a class or escaped, not a lookaround
+        (r"a(?<=[)])b", "ab"),
+        (r"pills?\b(?! (?:this morning|as (?:prescribed|told)))", r"pills?\b"),
+    ],
+)
+def test_lookarounds_are_removed_and_nothing_else(pattern: str, expected: str) -> None:
+    assert without_lookarounds(pattern) == expected
+
+
+def _clauses() -> list[str]:
+    texts = [turn for example in load("train") + load("dev") for turn in example.turns]
+    out = [clause for text in texts for clause in crisis.normalise(text)]
+    # Random clauses from the phrases' own words, so many of them come near a phrase.
+    words = sorted({w for p in crisis.PHRASES for w in re.findall(r"[a-z']+", p)})
+    rng = random.Random(13)
+    out += [" ".join(rng.choices(words, k=rng.randint(1, 9))) for _ in range(20_000)]
+    return out
+
+
+def test_the_screen_matches_wherever_a_phrase_matches() -> None:
+    screen = compile_screen(crisis.PHRASES)
+    clauses = _clauses()
+    matched = [c for c in clauses if PYTHON_ANY.search(c)]
+    assert len(matched) > 1_000  # the check is not vacuous
+    assert [c for c in matched if screen.search(c) is None] == []
+    # And it is a screen: most clauses that match no phrase are let go at once.
+    unmatched = [c for c in clauses if not PYTHON_ANY.search(c)]
+    assert sum(screen.search(c) is None for c in unmatched) > 0.9 * len(unmatched)
+
+
+def test_the_detector_says_the_same_with_and_without_the_screen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = [turn for example in load("train") + load("dev") for turn in example.turns]
+    screened = [crisis.detect(t) for t in texts]
+    monkeypatch.setattr(crisis, "_SCREEN", PYTHON_ANY)
+    assert [crisis.detect(t) for t in texts] == screened
+    assert sum(s.is_crisis for s in screened) > 300
