@@ -102,9 +102,15 @@ class _Connection(asyncio.Protocol):
         await self._head
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: whatever is buffered, as one piece. An engine's stream often
+        lands several events in one read; relayed as one write, not one write per event."""
         while True:
             while self._chunks:
-                chunk = self._chunks.popleft()
+                if len(self._chunks) == 1:
+                    chunk = self._chunks.popleft()
+                else:
+                    chunk = b"".join(self._chunks)
+                    self._chunks.clear()
                 self._buffered -= len(chunk)
                 if self._buffered < _MAX_BUFFER // 2 and self.transport is not None:
                     self.transport.resume_reading()
