@@ -8,6 +8,7 @@ signal stops it at once.
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import time
@@ -26,6 +27,11 @@ from appliance.root import Lifecycle, build
 
 log = logging.getLogger("appliance.server")
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# A request's objects are freed by reference counting as it ends, so the cycle collector has
+# little to find on the hot path; at Python's default (a young collection every 700 net
+# allocations) it still ran about 20 times a second under load and cost ~7 µs a request. With
+# this threshold it runs only when cycles really pile up.
+GC_THRESHOLD = (10_000, 10, 10)
 
 
 def check_exposure(config: Config, host: str) -> None:
@@ -79,6 +85,10 @@ class _Server(uvicorn.Server):
             return
         super().handle_exit(sig, frame)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        settle_heap()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self._lifecycle.stop_background()
         await super().shutdown(sockets)
@@ -89,6 +99,15 @@ class _Server(uvicorn.Server):
             log.info("drained for %.0f s: stopping", self._drain_s)
             self.should_exit = True
         return await super().on_tick(counter)
+
+
+def settle_heap() -> None:
+    """Once the app is built: what exists now (the app, the encoder, the configuration) lives as
+    long as the process, so it is frozen out of the collector's walks, and the collector is told
+    to run rarely (`GC_THRESHOLD`)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def serve(config: Config, *, host: str, port: int) -> int:
