@@ -96,6 +96,7 @@ _LEETY = re.compile(
     rf"(?<!{_T}){_T}*(?:[a-z]{_T}*[0-9@$]|[0-9@$]{_T}*[a-z]){_T}*(?!{_T})"
 )  # a word with both letters and digits or symbols
 
+
 def normalise(text: str, *, repeats: int = 2) -> list[str]:
     """Clauses of lower-case words: accents, curly quotes, contractions, leetspeak, stretched letters
     ("soooo", to `repeats` letters) undone; punctuation splits clauses so a negation does not reach
@@ -329,6 +330,8 @@ def detect(text: str) -> CrisisSignal:
     clauses = normalise(text)
     if _STRETCHED.search(text.lower()):  # "killll", "dieeee": try stretched letters as one too
         clauses += normalise(text, repeats=1)
+    if _SCREEN.search("\n".join(clauses)) is None:  # the usual case: no phrase in any clause
+        return NO_SIGNAL
     for clause in clauses:
         found = _clause_signal(clause)
         if found.is_crisis and _framed(clause) in _CAPS_CLAUSE:  # "I have no thoughts of ..."

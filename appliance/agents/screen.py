@@ -9,7 +9,9 @@ perhaps elsewhere. "No match" from the screen therefore proves that no phrase ma
 then is it trusted; anything it finds is decided by the phrase lists themselves, as before.
 
 The phrase lists run on normalised clauses (ASCII lower-case words and spaces), where RE2's ASCII
-`\\b` and `\\w` mean what Python's Unicode ones mean.
+`\\b` and `\\w` mean what Python's Unicode ones mean. The clauses of a message are screened at
+once, joined by newlines; the screen is multi-line, so anchors hold at each clause's edges, and a
+match that spans a newline can only be one more "maybe".
 """
 
 from __future__ import annotations
@@ -78,5 +80,7 @@ def compile_screen(patterns: Iterable[str]) -> Screen:
     """One RE2 expression matching wherever any of `patterns` matches."""
     options = re2.Options()
     options.max_mem = 64 << 20  # room for the automaton of ~100 alternatives
-    joined = "|".join(f"(?:{without_lookarounds(p)})" for p in patterns)
+    # Multi-line, so that clauses can be screened joined by newlines: `$` and `^` then hold at
+    # each clause's end and start as they do on the clause alone, as `\b` does at a newline.
+    joined = "(?m)" + "|".join(f"(?:{without_lookarounds(p)})" for p in patterns)
     return cast(Screen, re2.compile(joined, options))
