@@ -122,6 +122,23 @@ class _Connection(asyncio.Protocol):
             self._waiter = self._loop.create_future()
             await self._waiter
 
+    async def body(self) -> bytes:
+        """The whole body of a complete (not streamed) answer: a wait per read, no generator."""
+        parts: list[bytes] = []
+        while True:
+            if self._chunks:
+                parts.extend(self._chunks)
+                self._chunks.clear()
+                self._buffered = 0
+                if self.transport is not None:
+                    self.transport.resume_reading()
+            if self._complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            if self._error is not None:
+                raise self._error
+            self._waiter = self._loop.create_future()
+            await self._waiter
+
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
         return self._headers
@@ -223,8 +240,10 @@ class Response:
         return retry_after(self.header(b"retry-after"))
 
     async def read(self) -> bytes:
-        parts = [chunk async for chunk in self.iter_bytes()]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        try:
+            return await self._conn.body()
+        finally:
+            self.release()
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         try:

@@ -205,3 +205,37 @@ async def test_pool_never_opens_more_than_its_limit(serve) -> None:
     assert len(connections) == 3
     assert peak == 3
     await pool.aclose()
+
+
+async def test_a_body_larger_than_the_read_buffer_is_read_whole(serve) -> None:
+    body = bytes(range(256)) * (3 * 4096 + 7)  # about 3 MB: reading pauses and resumes
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(ok(body))
+            await writer.drain()
+
+    url, connections = await serve(handler)
+    pool = Pool(url)
+    head = pool.prepare("/chat/completions", {})
+    for _ in range(2):
+        response = await pool.post(head, b"{}", timeout=5)
+        assert await response.read() == body
+    assert len(connections) == 1  # read to its end, the connection was kept
+    await pool.aclose()
+
+
+async def test_pieces_that_arrive_together_are_relayed_as_one(serve) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked"
+            b"\r\n\r\n7\r\ndata: 1\r\n7\r\ndata: 2\r\n7\r\ndata: 3\r\n0\r\n\r\n"
+        )
+
+    url, _ = await serve(handler)
+    pool = Pool(url)
+    response = await pool.post(pool.prepare("/chat/completions", {}), b"{}", timeout=5)
+    assert [c async for c in response.iter_bytes()] == [b"data: 1data: 2data: 3"]
+    await pool.aclose()
