@@ -45,6 +45,7 @@ class _Connection(asyncio.Protocol):
         self._error: Exception | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timeout = 0.0
+        self._deadline: float | None = None  # when the engine's silence becomes a timeout
         self._keep_alive = False
         self.status = 0
 
@@ -153,6 +154,9 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self._cancel_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -169,17 +173,29 @@ class _Connection(asyncio.Protocol):
         self.status = 0
 
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._timeout:
-            self._timer = self._loop.call_later(self._timeout, self._on_timeout)
+        """The engine has `timeout` seconds from now to say something. One timer per connection,
+        moved only when a deadline comes sooner: a request costs a clock read, not a timer."""
+        if not self._timeout:
+            return
+        deadline = self._deadline = self._loop.time() + self._timeout
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Nothing is awaited from the engine; a pending timer will find nothing to do."""
+        self._deadline = None
 
-    def _on_timeout(self) -> None:
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self._loop.time() < deadline:  # the engine spoke since: wait out the rest
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            return
         self._fail(EngineReadTimeout(f"the engine sent nothing for {self._timeout:g} s"))
         self.close()
 

@@ -239,3 +239,58 @@ async def test_pieces_that_arrive_together_are_relayed_as_one(serve) -> None:
     response = await pool.post(pool.prepare("/chat/completions", {}), b"{}", timeout=5)
     assert [c async for c in response.iter_bytes()] == [b"data: 1data: 2data: 3"]
     await pool.aclose()
+
+
+async def test_a_short_timeout_after_a_long_one_holds_on_the_same_connection(serve) -> None:
+    answered: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            if not answered:  # the first request is answered, every later one met by silence
+                answered.append(1)
+                writer.write(ok(b"{}"))
+
+    url, _ = await serve(handler)
+    pool = Pool(url)
+    head = pool.prepare("/chat/completions", {})
+    first = await pool.post(head, b"{}", timeout=30)
+    assert await first.read() == b"{}"
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(EngineReadTimeout):
+        await asyncio.wait_for(pool.post(head, b"{}", timeout=0.2), 10)
+    assert asyncio.get_running_loop().time() - started < 5  # not the first request's 30 s
+    await pool.aclose()
+
+
+async def test_an_engine_that_keeps_talking_is_never_timed_out(serve) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(8):  # 0.8 s in all, never 0.3 s of silence
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        writer.write(b"0\r\n\r\n")
+
+    url, _ = await serve(handler)
+    pool = Pool(url)
+    response = await pool.post(pool.prepare("/chat/completions", {}), b"{}", timeout=0.3)
+    assert b"".join([c async for c in response.iter_bytes()]) == b"x" * 8
+    await pool.aclose()
+
+
+async def test_an_idle_kept_connection_outlives_its_last_timeout(serve) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(ok(b"{}"))
+
+    url, connections = await serve(handler)
+    pool = Pool(url)
+    head = pool.prepare("/chat/completions", {})
+    assert await (await pool.post(head, b"{}", timeout=0.1)).read() == b"{}"
+    await asyncio.sleep(0.4)  # the timer of the answered request fires and finds nothing to do
+    assert await (await pool.post(head, b"{}", timeout=0.1)).read() == b"{}"
+    assert len(connections) == 1
+    await pool.aclose()
