@@ -2,7 +2,9 @@
 
     .venv/bin/python benchmarks/crisis_train.py     # writes appliance/agents/crisis_head.npz
 
-Deterministic: the same corpus and encoder give the same head (fixed seeds, full-batch steps).
+The vectors are the shared encoder's, with the packaged adapter (`crisis_finetune.py` writes it;
+run that first when the corpus changes). Deterministic: the same corpus, encoder and adapter give
+the same head (fixed seeds, full-batch steps).
 The test split is never read here; `crisis_eval.py` reports on it.
 
 - P(crisis): a one-hidden-layer ReLU network on the sentence vector (Adam, full batch, L2), the

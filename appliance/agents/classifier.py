@@ -3,10 +3,11 @@
 The phrase lists in `crisis.py` catch plain statements instantly; people in crisis often speak
 indirectly ("soon I won't be anyone's problem", "I looked up how high the car park roof is"). This
 layer reads meaning: the newest message, and the last few turns joined, are embedded by the numpy
-MiniLM encoder (`encoder.py`) in one pass, and a softmax head trained on the project's labelled
-corpus (`benchmarks/crisis_corpus/`, trained by `benchmarks/crisis_train.py`) gives the chance that
-the person is in crisis, and which kind. Above the crisis threshold it is a crisis; between the
-caution and the crisis thresholds (the grey zone) a gentle offer of resources.
+MiniLM encoder (`encoder.py`, fine-tuned to the corpus by its adapter) in one pass, and a head
+trained on the project's labelled corpus (`benchmarks/crisis_corpus/`, by
+`benchmarks/crisis_train.py`) gives the chance that the person is in crisis, and which kind.
+Above the crisis threshold it is a crisis; between the caution and the crisis thresholds (the grey
+zone) a gentle offer of resources.
 
 The verdict holds a level, categories and a score, never the text, so it is safe to log.
 """

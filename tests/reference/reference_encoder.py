@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from appliance.agents.encoder import MAX_TOKENS, Encoder, model_dir
+from appliance.agents.encoder import MAX_TOKENS, Encoder, model_dir, packaged_adapter
 
 TEXTS = [
     "I want to kill myself",
@@ -62,3 +62,33 @@ def test_segments_laid_end_to_end_match_the_reference_one_by_one() -> None:
     texts = TEXTS[:4]
     together = ours.encode_segments([ours.tokens(t)[: ours.room] for t in texts])
     assert np.abs(reference(texts) - together).max() < 1e-4
+
+
+def test_the_packaged_adapter_applied_in_numpy_matches_torch() -> None:
+    """The crisis adapter as the appliance applies it (a low-rank delta beside each mapped
+    matrix) against the fine-tuning script's torch model carrying the same numbers."""
+    from benchmarks.crisis_finetune import adapted
+
+    adapter = packaged_adapter()
+    assert adapter is not None, "the package ships crisis_adapter.npz"
+    rank = next(iter(adapter.values())).shape[1]
+    model, loras = adapted(rank, alpha=float(rank))  # scale 1: the file's b is already scaled
+    assert set(adapter) == {f"{name}.{part}" for name in loras for part in ("a", "b")}
+    with torch.no_grad():
+        for name, lora in loras.items():
+            lora.a.copy_(torch.from_numpy(adapter[f"{name}.a"]))
+            lora.b.copy_(torch.from_numpy(adapter[f"{name}.b"]))
+    model.eval()
+    ours = Encoder(max_tokens=64, adapter=adapter)
+    texts = TEXTS[:4]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir()))
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1).numpy()
+    got = ours.encode_segments([ours.tokens(t)[: ours.room] for t in texts])
+    assert np.abs(expected - got).max() < 1e-4
+    # The adapter changes what the encoder says: it is not a no-op.
+    plain = Encoder(max_tokens=64).encode_segments([ours.tokens(t)[: ours.room] for t in texts])
+    assert np.abs(plain - got).max() > 1e-2

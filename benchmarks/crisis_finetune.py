@@ -1,0 +1,249 @@
+"""Fine-tune the crisis classifier's encoder on the corpus with low-rank adapters; choose on dev.
+
+    .venv-vllm/bin/python benchmarks/crisis_finetune.py   # writes appliance/agents/crisis_adapter.npz
+    .venv/bin/python benchmarks/crisis_train.py           # then the head, on the adapted vectors
+
+Needs torch and transformers, which the core install leaves out; the real-vLLM environment has
+both (`bash .ci/setup-vllm.sh`). The appliance itself never needs them: it applies the adapters in
+its numpy forward pass (`encoder.py`), and `tests/reference/reference_encoder.py` checks that pass
+against this script's torch model.
+
+Why: a frozen sentence vector with a small head separates a farewell from an ordinary goodbye, or
+a plan from an ordinary trip, only so far. Low-rank adapters (LoRA) on every linear map of the six
+layers let the encoder itself learn what the corpus teaches, while the shipped delta stays small
+(rank 8: about 0.33 M numbers) and the packaged MiniLM weights stay as they are, memory-mapped.
+
+Deterministic for a given torch build (fixed seeds, one thread order). Rows, weights and the
+layered dev score are those of `crisis_train.py`: every segment the classifier reads, each fine
+label weighing the same. A linear crisis head and a category head are trained jointly and then
+dropped; `crisis_train.py` fits the shipped head on the adapted vectors. The epoch kept is the one
+whose layered dev recall, at a false-positive rate of at most 0.03, is best. The test split is
+never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import BertModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from appliance.agents.classifier import CATEGORIES, CATEGORY_OF, CrisisClassifier
+from appliance.agents.encoder import ADAPTER_FILE, SEGMENT_TOKENS, Encoder, model_dir
+from benchmarks.crisis_data import Example, load
+from benchmarks.crisis_train import balanced, head_of, pick
+
+OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILE
+TARGETS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
+
+
+class LoRA(nn.Module):
+    """A frozen linear map plus a trained low-rank delta: y = x W^T + b + (x A) B * scale."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.a = nn.Parameter(torch.randn(base.in_features, rank) / base.in_features**0.5)
+        self.b = nn.Parameter(torch.zeros(rank, base.out_features))
+        self.scale = alpha / rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.a) @ self.b * self.scale
+
+
+def adapted(rank: int, alpha: float) -> tuple[BertModel, dict[str, LoRA]]:
+    """The packaged MiniLM with a LoRA on each target of each layer; the base frozen."""
+    model = BertModel.from_pretrained(str(model_dir()), add_pooling_layer=False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adapters: dict[str, LoRA] = {}
+    for i, layer in enumerate(model.encoder.layer):
+        for target in TARGETS:
+            *path, last = target.split(".")
+            parent = layer
+            for part in path:
+                parent = getattr(parent, part)
+            lora = LoRA(getattr(parent, last), rank, alpha)
+            setattr(parent, last, lora)
+            adapters[f"encoder.layer.{i}.{target}"] = lora
+    return model, adapters
+
+
+def export(adapters: dict[str, LoRA]) -> dict[str, np.ndarray]:
+    """`<module>.a` (in, rank) and `<module>.b` (rank, out), the scale folded into b."""
+    out: dict[str, np.ndarray] = {}
+    for name, lora in adapters.items():
+        out[f"{name}.a"] = lora.a.detach().numpy().astype(np.float32)
+        out[f"{name}.b"] = (lora.b.detach() * lora.scale).numpy().astype(np.float32)
+    return out
+
+
+def batch(segments: list[list[int]], cls: int, sep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [[cls, *s, sep] for s in segments]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def pooled(model: BertModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sentence-transformers' recipe, as `Encoder.encode_segments` computes it."""
+    hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    m = mask.unsqueeze(-1).float()
+    mean = (hidden * m).sum(1) / m.sum(1)
+    return nn.functional.normalize(mean, dim=-1)
+
+
+def rows(
+    examples: list[Example], classifier: CrisisClassifier
+) -> tuple[list[list[int]], np.ndarray, list[str]]:
+    """Every segment the classifier reads, labelled as `crisis_train.rows_of` labels it."""
+    segs: list[list[int]] = []
+    crisis: list[float] = []
+    labels: list[str] = []
+    for e in examples:
+        s = classifier.segments(e.text, e.context)
+        keep = s[-1:] if e.context and e.is_crisis else s
+        segs += keep
+        crisis += [float(e.is_crisis)] * len(keep)
+        labels += [e.label] * len(keep)
+    return segs, np.array(crisis), labels
+
+
+def dev_score(
+    model: BertModel,
+    head: nn.Linear,
+    dev: list[Example],
+    classifier: CrisisClassifier,
+    cls: int,
+    sep: int,
+) -> tuple[float, float, float]:
+    """The layered detector's (threshold, recall, FPR) on dev with the jointly trained head."""
+    from appliance.agents.crisis import detect, framing
+
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for e in dev:
+            if detect(e.text).is_crisis:
+                scores.append(2.0)
+                continue
+            if framing(e.text) is not None:
+                scores.append(-1.0)
+                continue
+            ids, mask = batch(classifier.segments(e.text, e.context), cls, sep)
+            p = torch.sigmoid(head(pooled(model, ids, mask))[:, 0]).max()
+            scores.append(float(p))
+    crisis = np.array([e.is_crisis for e in dev])
+    threshold, recall, fpr = pick(np.array(scores), crisis)
+    missed: dict[str, list[int]] = {}
+    for e, score in zip(dev, scores, strict=True):
+        entry = missed.setdefault(e.label, [0, 0])
+        entry[0] += (score >= threshold) == e.is_crisis
+        entry[1] += 1
+    print("  dev right/all per label: " + ", ".join(f"{k} {a}/{n}" for k, (a, n) in missed.items()))
+    return threshold, recall, fpr
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--alpha", type=float, default=16.0)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+
+    encoder = Encoder(max_tokens=SEGMENT_TOKENS)
+    classifier = CrisisClassifier(
+        encoder, head_of([np.zeros((384, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
+    )
+    cls, sep = encoder.special_ids
+    train, dev = load("train"), load("dev")
+    segs, y, labels = rows(train, classifier)
+    w = balanced(labels, y)
+    cat = np.array(
+        [CATEGORIES.index(CATEGORY_OF[x]) if c else -100 for x, c in zip(labels, y, strict=True)]
+    )
+
+    model, adapters = adapted(args.rank, args.alpha)
+    crisis_head = nn.Linear(384, 1)
+    category_head = nn.Linear(384, len(CATEGORIES))
+    params = [p for a in adapters.values() for p in (a.a, a.b)]
+    params += [*crisis_head.parameters(), *category_head.parameters()]
+    optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    steps = args.epochs * ((len(segs) + args.batch - 1) // args.batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=steps)
+    rng = np.random.default_rng(args.seed)
+    y_t, w_t, cat_t = torch.tensor(y).float(), torch.tensor(w).float(), torch.tensor(cat)
+    best: tuple[float, float, float, int, dict[str, np.ndarray]] | None = None
+    print(f"rows {len(segs)}; adapters {sum(p.numel() for p in params)} numbers; {steps} steps")
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        began, total = time.perf_counter(), 0.0
+        order = rng.permutation(len(segs))
+        for start in range(0, len(order), args.batch):
+            pick_ = order[start : start + args.batch]
+            ids, mask = batch([segs[i] for i in pick_], cls, sep)
+            v = pooled(model, ids, mask) * 10.0  # a unit vector: a fixed scale for the heads
+            logit = crisis_head(v)[:, 0]
+            loss = (
+                nn.functional.binary_cross_entropy_with_logits(logit, y_t[pick_], reduction="none")
+                * w_t[pick_]
+            ).mean()
+            if (cat_t[pick_] >= 0).any():
+                loss = loss + 0.5 * nn.functional.cross_entropy(
+                    category_head(v), cat_t[pick_], ignore_index=-100
+                )
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += float(loss.detach()) * len(pick_)
+        crisis_head_eval = nn.Linear(384, 1)
+        with torch.no_grad():
+            crisis_head_eval.weight.copy_(crisis_head.weight * 10.0)
+            crisis_head_eval.bias.copy_(crisis_head.bias)
+        threshold, recall, fpr = dev_score(model, crisis_head_eval, dev, classifier, cls, sep)
+        print(
+            f"epoch {epoch}: loss {total / len(segs):.4f}, {time.perf_counter() - began:.0f} s; "
+            f"dev layered recall {recall:.3f}, FPR {fpr:.3f} at {threshold}",
+            flush=True,
+        )
+        if best is None or (recall, -fpr) > (best[1], -best[2]):
+            best = (threshold, recall, fpr, epoch, export(adapters))
+    assert best is not None
+    np.savez_compressed(args.out, rank=np.int64(args.rank), **best[4])
+    print(
+        f"kept epoch {best[3]} (dev recall {best[1]:.3f}, FPR {best[2]:.3f}); "
+        f"wrote {args.out} ({args.out.stat().st_size} bytes)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
