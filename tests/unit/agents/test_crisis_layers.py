@@ -46,7 +46,7 @@ PLAIN = [
     ("my dad beats me", "abuse"),
 ]
 # The newest message of a plan told over several: harmless alone, a crisis after the others.
-NEWEST = "it will all be over soon"
+NEWEST = "tonight then"
 NOT_CRISIS = [
     "I would never hurt myself, I just feel flat today",
     "i'm not suicidal, just really tired of my job",
