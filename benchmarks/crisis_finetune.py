@@ -138,7 +138,8 @@ def dev_score(
     sep: int,
 ) -> tuple[float, float, float]:
     """The layered detector's (threshold, recall, FPR) on dev with the jointly trained head."""
-    from appliance.agents.crisis import detect, framing
+    from appliance.agents.crisis import detect
+    from appliance.agents.framing import framing
 
     model.eval()
     scores = []

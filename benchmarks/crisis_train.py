@@ -41,8 +41,9 @@ from appliance.agents.classifier import (
     CrisisClassifier,
     Head,
 )
-from appliance.agents.crisis import detect, framing
+from appliance.agents.crisis import detect
 from appliance.agents.encoder import shared_encoder
+from appliance.agents.framing import framing
 from benchmarks.crisis_data import Example, load
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / HEAD_FILE

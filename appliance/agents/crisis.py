@@ -6,16 +6,19 @@ statement of intent, plan or abuse is a crisis; a negated one ("I would never hu
 ambiguous one is `caution`; everyday idioms ("this homework is killing me") match nothing, because
 every pattern names who would be harmed. English only; other languages need their own lists.
 
-The result carries categories and counts, never the text, so it is safe to log.
+The text is normalised first (`normalise.py`), and framing cues (`framing.py`) turn a denied or
+plainly past statement into caution. The result carries categories and counts, never the text, so
+it is safe to log.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
+from appliance.agents.framing import CAPS_CLAUSE, NEGATION, NOT_NEGATION, framed, framing
+from appliance.agents.normalise import STRETCHED, normalise
 from appliance.agents.screen import compile_screen
 from appliance.config.schema import CrisisCategory
 
@@ -39,90 +42,6 @@ class CrisisSignal:
 
 
 NO_SIGNAL = CrisisSignal("none")
-
-# Normalisation -----------------------------------------------------------------------------------
-
-_CONTRACTIONS = {
-    "can't": "can not",
-    "cannot": "can not",
-    "won't": "will not",
-    "don't": "do not",
-    "doesn't": "does not",
-    "didn't": "did not",
-    "wouldn't": "would not",
-    "shouldn't": "should not",
-    "couldn't": "could not",
-    "isn't": "is not",
-    "aren't": "are not",
-    "wasn't": "was not",
-    "haven't": "have not",
-    "hasn't": "has not",
-    "havent": "have not",
-    "ain't": "am not",
-    "i'm": "i am",
-    "im": "i am",
-    "i've": "i have",
-    "ive": "i have",
-    "i'll": "i will",
-    "i'd": "i would",
-    "it's": "it is",
-    "he's": "he is",
-    "she's": "she is",
-    "they're": "they are",
-    "wanna": "want to",
-    "gonna": "going to",
-    "gotta": "got to",
-    "dont": "do not",
-    "cant": "can not",
-    "wont": "will not",
-    "didnt": "did not",
-    "wouldnt": "would not",
-    "u": "you",
-    "ppl": "people",
-    "kms": "kill myself",
-    "kys": "kill yourself",
-}
-_LEET = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
-)
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'"})
-_CLAUSE_BREAK = re.compile(r"[.!?;:\n]+|,|\b(?:but|however|though)\b")
-_LEET_CHAR = re.compile(r"[0-9@$]")
-_WORD = re.compile(r"[a-z0-9@$']+")
-_T = r"[a-z0-9@$']"  # a character of a word
-_QUOTE = re.compile(r"(?<![a-z0-9])'|'(?![a-z0-9])")  # an apostrophe that is not inside a word
-_STRETCHED = re.compile(r"([a-z])\1{2,}")
-_LEETY = re.compile(
-    rf"(?<!{_T}){_T}*(?:[a-z]{_T}*[0-9@$]|[0-9@$]{_T}*[a-z]){_T}*(?!{_T})"
-)  # a word with both letters and digits or symbols
-
-
-def normalise(text: str, *, repeats: int = 2) -> list[str]:
-    """Clauses of lower-case words: accents, curly quotes, contractions, leetspeak, stretched letters
-    ("soooo", to `repeats` letters) undone; punctuation splits clauses so a negation does not reach
-    across them. Whole-text substitutions, so a long message costs little."""
-    # Each step is skipped when it cannot change the text: this runs before every Kai request.
-    if not text.isascii():
-        text = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
-        text = "".join(c for c in text if not unicodedata.combining(c))
-    elif "`" in text:
-        text = text.translate(_APOSTROPHES)
-    text = text.lower().replace("self-harm", "self harm").replace("un-alive", "unalive")
-    if "'" in text:
-        text = _QUOTE.sub(" ", text)
-    text = _STRETCHED.sub(r"\1" * repeats, text)
-    if _LEET_CHAR.search(text):
-        text = _LEETY.sub(lambda m: m.group().translate(_LEET), text)
-    # Contractions are whole words (runs of word characters, as `_WORD` finds them), so they are
-    # undone word by word after the split: a dict lookup, not a pass of a large alternation.
-    clauses = []
-    expand = _CONTRACTIONS.get
-    for part in _CLAUSE_BREAK.split(text):
-        words = _WORD.findall(part)
-        if words:
-            clauses.append(" ".join([expand(word, word) for word in words]))
-    return clauses
-
 
 # Phrase lists ------------------------------------------------------------------------------------
 
@@ -303,10 +222,6 @@ _SOFTENER = re.compile(
     r"(?:his|her|their) (?:words|kindness|story))|over (?:this|that|work|nothing)|studying|working|"
     r"laughing|of (?:embarrassment|laughter|shame|boredom)|deeply|emotionally|so much)\b"
 )
-# Words that, shortly before a crisis phrase in the same clause, turn it into a denial.
-_NEGATION = re.compile(r"\b(?:not|never|no|nor|without)\b")
-# ...unless part of a phrase that makes it worse, not better.
-_NOT_NEGATION = re.compile(r"\b(?:not stop|never stop|no longer|not help|no one|no reason)\b")
 _NEGATION_WINDOW = 4  # words before the phrase
 
 
@@ -328,13 +243,13 @@ def detect(text: str) -> CrisisSignal:
     """Classify one message: `crisis`, `caution` or `none`, with the categories that matched."""
     signal = NO_SIGNAL
     clauses = normalise(text)
-    if _STRETCHED.search(text.lower()):  # "killll", "dieeee": try stretched letters as one too
+    if STRETCHED.search(text.lower()):  # "killll", "dieeee": try stretched letters as one too
         clauses += normalise(text, repeats=1)
     if _SCREEN.search("\n".join(clauses)) is None:  # the usual case: no phrase in any clause
         return NO_SIGNAL
     for clause in clauses:
         found = _clause_signal(clause)
-        if found.is_crisis and _framed(clause) in _CAPS_CLAUSE:  # "I have no thoughts of ..."
+        if found.is_crisis and framed(clause) in CAPS_CLAUSE:  # "I have no thoughts of ..."
             found = CrisisSignal("caution", found.categories)
         signal = signal.merge(found)
     if signal.is_crisis and framing(text) == "past":  # "I used to cut; clean for three years"
@@ -385,106 +300,4 @@ def _negated(clause: str, start: int) -> bool:
     window = " ".join(clause[:start].split()[-_NEGATION_WINDOW:])
     if not window:
         return False
-    return _NEGATION.search(_NOT_NEGATION.sub(" ", window)) is not None
-
-
-# Framing cues ------------------------------------------------------------------------------------
-# Plain markers that a message speaks of crisis without being in one: denied, long past, about
-# someone else or a story, an accident, a figure of speech. They cap a classifier's crisis verdict
-# at caution (a gentle offer of resources, not the crisis protocol), and a phrase-list crisis too
-# when the episode is plainly over. Whole-message, over normalised text.
-
-Cue = Literal["negation", "past", "third_person", "accident", "idiom"]
-
-_STOP_WORDS = r"(?:\w+ ){0,3}"
-_CUES: dict[Cue, re.Pattern[str]] = {
-    "negation": re.compile(
-        rf"\b(?:not|never|no|zero) {_STOP_WORDS}(?:suicidal|want(?:ing)? to (?:die|hurt|end|kill)|"
-        r"going to (?:hurt|do|end|kill|jump|cut|overdose|take)|in (?:any )?(?:danger|crisis)|"
-        r"at risk|a danger|thinking (?:of|about) (?:ending|killing|suicide|hurting)|planning|"
-        r"thoughts? (?:of|about)|urges?|intention|plan to|unsafe|being (?:abused|hurt)|"
-        r"hurting me|an option|crossed my mind|thought about (?:suicide|ending|killing)|"
-        r"(?:harm|hurt)(?:ing)? (?:myself|anyone|him|her|them|a fly))\b"
-        r"|\bi (?:am|feel) safe\b|\bnobody is hurting me\b|\bno one is hurting me\b"
-    ),
-    "past": re.compile(
-        r"\b(?:used to|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in |at )|"
-        r"as a (?:teen|teenager|kid|child)|"
-        r"back (?:then|in \d+)|in (?:high school|college|my (?:teens|twenties))|"
-        r"(?:clean|free|sober) (?:for|since)|been clean|(?:self harm|suicide|cut\w*) free|"
-        r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been|i have) (?:recovered|in recovery)|"
-        r"(?:that|it) passed|i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
-        r"(?:is|are|it is) (?:behind me|in the past)|(?:much|so much) better (?:now|since)|"
-        r"i am (?:okay|ok|safe|stable|doing (?:well|better|okay)) now|in a (?:much )?better place|"
-        r"(?:a )?long time since i|(?:it|that|they) (?:have |has )?passed|"
-        r"(?:days|weeks|months|years) (?:free|clean|sober)|how far i have come|back when|"
-        r"(?:am|feel|feeling) (?:much|so much|a lot|way) better|"
-        r"(?:glad|grateful|thankful) (?:i am still here|i stayed|i survived|i never|someone)|"
-        r"found (?:better|healthier|other|new) ways to cope)\b"
-    ),
-    "third_person": re.compile(
-        r"\b(?:my (?:\w+ )?(?:friend|brother|sister|son|daughter|cousin|roommate|coworker|patient|"
-        r"student|girlfriend|boyfriend|aunt|uncle|neighbou?r|grandma|nan|classmate|partner|dad|"
-        r"mum|mom)s? (?:says|said|told|texted|posted|sent|keeps saying|wants|wrote|burns|self harms|cuts|"
-        r"overdosed|talks|is on|is cutting|is self harming|is suicidal|has been cutting)|"
-        r"essay|thesis|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
-        r"story|screenplay|lecture|exam|presentation|the news|report(?! card)|video game|the game|poem|song|"
-        r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
-        r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
-        r"mum|mom|dad)s? (?:\w+ )?(?:talks|wrote|says|said|asked) about|"
-        r"warning signs|protocol|journalists?|volunteer\w*|training to be)\b"
-    ),
-    "accident": re.compile(
-        r"\b(?:by accident|accidentally|by mistake|chopping|(?<!not for )(?:cooking|shaving)|washing up|"
-        r"opening a|"
-        r"slipped|tripped|fell (?:off|down|over|asleep)|twisted|sprained|stubbed (?:my )?toe|"
-        r"is (?:that|it) (?:ok|okay|bad|dangerous|normal)|should i worry|do i need|"
-        r"will i be (?:ok|okay|fine)|what (?:do|should) i do)\b"
-    ),
-    "idiom": re.compile(
-        r"\b(?:lol|lmao|haha\w*|jk|this (?:homework|exam|traffic|heat|diet|cold|song|weather)|"
-        r"(?<!up to )my (?:feet|knees|back)|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
-        r"dying (?:to|of|laughing)|dead tired|(?:is|are) to die for|could (?:murder|die)|"
-        r"i would kill for|shoot(?:ing)? (?:for|my shot|you)|end (?:it|things) with (?:my|him|her)|"
-        r"ending my (?:gym|membership|subscription|contract)|going to (?:kill|murder) me)\b"
-    ),
-}
-# The cues that also cap a phrase-list crisis in their own clause (a denial in one clause does not
-# reach another: "I would never hurt myself, but I want to die"); a past cue caps the message.
-_CAPS_CLAUSE: tuple[Cue, ...] = ("negation", "third_person")
-# Words that make a message about now, whatever else it says: a past cue does not apply then.
-_NOW = re.compile(
-    r"\b(?:again|tonight|today|right now|rn|now and|this (?:week|morning|evening)|last night|"
-    r"relapsed|just (?:cut|took|did)|about to)\b"
-)
-
-
-# Harm aimed at the person writing: a third-person opening ("my dad says ...") is not a cue then.
-_TO_ME = re.compile(
-    r"\b(?:hurt|hurts|kill|hit|hits|beat|beats|punch|punches|kick|kicks|burn|burns|burned|touch|"
-    r"touches|touched|choke|chokes|choked) me\b"
-)
-
-# The writer's own stated intent: no story or study word makes that someone else's.
-_MY_INTENT = re.compile(
-    r"\bi (?:am going to|will|want to|plan to|am planning to) (?:kill|hurt|end) (?:myself|my life)\b"
-)
-
-
-def framing(text: str) -> Cue | None:
-    """The first framing cue found in `text`, or None. Cheap: a few searches over one string."""
-    return _framed(" . ".join(normalise(text)))
-
-
-def _framed(joined: str) -> Cue | None:
-    bare = _NOT_NEGATION.sub(" ", joined)
-    for cue, pattern in _CUES.items():
-        if pattern.search(bare if cue == "negation" else joined):
-            if cue == "past" and _NOW.search(joined):
-                continue
-            if cue in ("third_person", "accident") and _TO_ME.search(joined):
-                continue  # "my dad says he'll hurt me": harm aimed at the writer
-            if cue == "third_person" and _MY_INTENT.search(joined):
-                continue  # "after my exam tomorrow I'm going to kill myself"
-            return cue
-    return None
+    return NEGATION.search(NOT_NEGATION.sub(" ", window)) is not None

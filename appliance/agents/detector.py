@@ -4,7 +4,7 @@
    intent, plan or abuse is a crisis at once.
 2. The classifier (`classifier.py`): embeddings and a trained head read paraphrase, indirect speech
    and the last few turns together; above its threshold a crisis, in its grey zone a caution.
-3. Framing cues (`crisis.framing`): a message that is plainly denied, long past, about someone
+3. Framing cues (`framing.py`): a message that is plainly denied, long past, about someone
    else or a story, an accident or a figure of speech has a classifier crisis capped at caution.
 
 `source` says which layer decided, so a reader of the response (and of the logs) knows why.
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from appliance.agents.classifier import CrisisClassifier
-from appliance.agents.crisis import NO_SIGNAL, CrisisSignal, Cue, detect, framing
+from appliance.agents.crisis import NO_SIGNAL, CrisisSignal, detect
+from appliance.agents.framing import Cue, framing
 from appliance.errors import EncoderMissing
 
 log = logging.getLogger("appliance.agents.detector")

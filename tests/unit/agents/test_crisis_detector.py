@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.agents.crisis import CrisisSignal, detect, detect_all, normalise
+from appliance.agents.crisis import CrisisSignal, detect, detect_all
+from appliance.agents.normalise import normalise
 
 
 @pytest.mark.parametrize(

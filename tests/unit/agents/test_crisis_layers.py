@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from appliance.agents.classifier import CrisisClassifier
-from appliance.agents.crisis import framing
 from appliance.agents.detector import CrisisDetector
 from appliance.agents.encoder import shared_encoder
+from appliance.agents.framing import framing
 from appliance.agents.orchestrator import Orchestrator
 from appliance.agents.schemas import ConverseRequest, GuardrailCheckRequest, Turn
 from appliance.api.agents import answer_crisis

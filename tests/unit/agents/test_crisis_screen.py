@@ -9,6 +9,7 @@ import re
 import pytest
 
 from appliance.agents import crisis
+from appliance.agents.normalise import normalise
 from appliance.agents.screen import compile_screen, without_lookarounds
 from benchmarks.crisis_data import load
 
@@ -32,7 +33,7 @@ def test_lookarounds_are_removed_and_nothing_else(pattern: str, expected: str) -
 
 def _clauses() -> list[str]:
     texts = [turn for example in load("train") + load("dev") for turn in example.turns]
-    out = [clause for text in texts for clause in crisis.normalise(text)]
+    out = [clause for text in texts for clause in normalise(text)]
     # Random clauses from the phrases' own words, so many of them come near a phrase.
     words = sorted({w for p in crisis.PHRASES for w in re.findall(r"[a-z']+", p)})
     rng = random.Random(13)

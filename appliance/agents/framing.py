@@ -1,0 +1,113 @@
+"""Framing cues: plain markers that a message speaks of crisis without being in one.
+
+Denied, long past, about someone else or a story, an accident, a figure of speech. They cap a
+classifier's crisis verdict at caution (a gentle offer of resources, not the crisis protocol), and
+a phrase-list crisis too when the episode is plainly over. Whole-message, over normalised text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from appliance.agents.normalise import normalise
+
+# Words that, shortly before a crisis phrase in the same clause, turn it into a denial.
+NEGATION = re.compile(r"\b(?:not|never|no|nor|without)\b")
+# ...unless part of a phrase that makes it worse, not better.
+NOT_NEGATION = re.compile(r"\b(?:not stop|never stop|no longer|not help|no one|no reason)\b")
+
+Cue = Literal["negation", "past", "third_person", "accident", "idiom"]
+
+_STOP_WORDS = r"(?:\w+ ){0,3}"
+_CUES: dict[Cue, re.Pattern[str]] = {
+    "negation": re.compile(
+        rf"\b(?:not|never|no|zero) {_STOP_WORDS}(?:suicidal|want(?:ing)? to (?:die|hurt|end|kill)|"
+        r"going to (?:hurt|do|end|kill|jump|cut|overdose|take)|in (?:any )?(?:danger|crisis)|"
+        r"at risk|a danger|thinking (?:of|about) (?:ending|killing|suicide|hurting)|planning|"
+        r"thoughts? (?:of|about)|urges?|intention|plan to|unsafe|being (?:abused|hurt)|"
+        r"hurting me|an option|crossed my mind|thought about (?:suicide|ending|killing)|"
+        r"(?:harm|hurt)(?:ing)? (?:myself|anyone|him|her|them|a fly))\b"
+        r"|\bi (?:am|feel) safe\b|\bnobody is hurting me\b|\bno one is hurting me\b"
+    ),
+    "past": re.compile(
+        r"\b(?:used to|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in |at )|"
+        r"as a (?:teen|teenager|kid|child)|"
+        r"back (?:then|in \d+)|in (?:high school|college|my (?:teens|twenties))|"
+        r"(?:clean|free|sober) (?:for|since)|been clean|(?:self harm|suicide|cut\w*) free|"
+        r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been|i have) (?:recovered|in recovery)|"
+        r"(?:that|it) passed|i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
+        r"(?:is|are|it is) (?:behind me|in the past)|(?:much|so much) better (?:now|since)|"
+        r"i am (?:okay|ok|safe|stable|doing (?:well|better|okay)) now|in a (?:much )?better place|"
+        r"(?:a )?long time since i|(?:it|that|they) (?:have |has )?passed|"
+        r"(?:days|weeks|months|years) (?:free|clean|sober)|how far i have come|back when|"
+        r"(?:am|feel|feeling) (?:much|so much|a lot|way) better|"
+        r"(?:glad|grateful|thankful) (?:i am still here|i stayed|i survived|i never|someone)|"
+        r"found (?:better|healthier|other|new) ways to cope)\b"
+    ),
+    "third_person": re.compile(
+        r"\b(?:my (?:\w+ )?(?:friend|brother|sister|son|daughter|cousin|roommate|coworker|patient|"
+        r"student|girlfriend|boyfriend|aunt|uncle|neighbou?r|grandma|nan|classmate|partner|dad|"
+        r"mum|mom)s? (?:says|said|told|texted|posted|sent|keeps saying|wants|wrote|burns|self harms|cuts|"
+        r"overdosed|talks|is on|is cutting|is self harming|is suicidal|has been cutting)|"
+        r"essay|thesis|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
+        r"story|screenplay|lecture|exam|presentation|the news|report(?! card)|video game|the game|poem|song|"
+        r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
+        r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
+        r"mum|mom|dad)s? (?:\w+ )?(?:talks|wrote|says|said|asked) about|"
+        r"warning signs|protocol|journalists?|volunteer\w*|training to be)\b"
+    ),
+    "accident": re.compile(
+        r"\b(?:by accident|accidentally|by mistake|chopping|(?<!not for )(?:cooking|shaving)|washing up|"
+        r"opening a|"
+        r"slipped|tripped|fell (?:off|down|over|asleep)|twisted|sprained|stubbed (?:my )?toe|"
+        r"is (?:that|it) (?:ok|okay|bad|dangerous|normal)|should i worry|do i need|"
+        r"will i be (?:ok|okay|fine)|what (?:do|should) i do)\b"
+    ),
+    "idiom": re.compile(
+        r"\b(?:lol|lmao|haha\w*|jk|this (?:homework|exam|traffic|heat|diet|cold|song|weather)|"
+        r"(?<!up to )my (?:feet|knees|back)|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
+        r"dying (?:to|of|laughing)|dead tired|(?:is|are) to die for|could (?:murder|die)|"
+        r"i would kill for|shoot(?:ing)? (?:for|my shot|you)|end (?:it|things) with (?:my|him|her)|"
+        r"ending my (?:gym|membership|subscription|contract)|going to (?:kill|murder) me)\b"
+    ),
+}
+# The cues that also cap a phrase-list crisis in their own clause (a denial in one clause does not
+# reach another: "I would never hurt myself, but I want to die"); a past cue caps the message.
+CAPS_CLAUSE: tuple[Cue, ...] = ("negation", "third_person")
+# Words that make a message about now, whatever else it says: a past cue does not apply then.
+_NOW = re.compile(
+    r"\b(?:again|tonight|today|right now|rn|now and|this (?:week|morning|evening)|last night|"
+    r"relapsed|just (?:cut|took|did)|about to)\b"
+)
+
+
+# Harm aimed at the person writing: a third-person opening ("my dad says ...") is not a cue then.
+_TO_ME = re.compile(
+    r"\b(?:hurt|hurts|kill|hit|hits|beat|beats|punch|punches|kick|kicks|burn|burns|burned|touch|"
+    r"touches|touched|choke|chokes|choked) me\b"
+)
+
+# The writer's own stated intent: no story or study word makes that someone else's.
+_MY_INTENT = re.compile(
+    r"\bi (?:am going to|will|want to|plan to|am planning to) (?:kill|hurt|end) (?:myself|my life)\b"
+)
+
+
+def framing(text: str) -> Cue | None:
+    """The first framing cue found in `text`, or None. Cheap: a few searches over one string."""
+    return framed(" . ".join(normalise(text)))
+
+
+def framed(joined: str) -> Cue | None:
+    bare = NOT_NEGATION.sub(" ", joined)
+    for cue, pattern in _CUES.items():
+        if pattern.search(bare if cue == "negation" else joined):
+            if cue == "past" and _NOW.search(joined):
+                continue
+            if cue in ("third_person", "accident") and _TO_ME.search(joined):
+                continue  # "my dad says he'll hurt me": harm aimed at the writer
+            if cue == "third_person" and _MY_INTENT.search(joined):
+                continue  # "after my exam tomorrow I'm going to kill myself"
+            return cue
+    return None
