@@ -97,7 +97,8 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\b(?:my|this is (?:my|the)) (?:last|final) (?:message|goodbye|words|letter)\b",
         r"\b(?:last|final) time (?:you will|you ll|anyone will) hear from me\b",
         r"\b(?:you|anyone|nobody|no one) will (?:never|not) hear from me (?:again|after)\b",
-        r"\bwill not be (?:here|around|alive) (?:much longer|for much longer|after tonight|"
+        r"\b(?:will not|am not going to|not going to) be (?:here|around|alive) (?:much longer|"
+        r"for much longer|after tonight|"
         r"by (?:morning|tomorrow))\b",
         r"\b(?:will|would) be (?:dead|gone) (?:before|by) (?:morning|tomorrow|the weekend)\b",
         # Means: gathered, researched, at hand.
@@ -109,6 +110,13 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\b(?:painless|quickest|fastest|easiest|surest) (?:way|ways|method|methods) to "
         r"(?:die|go|end it)\b",
         r"\bnoose\b",
+        r"\b(?:belt|rope|cord|cable|wire|ligature|noose)(?:'s| is)? (?:already |now )?(?:round|around) "
+        r"my neck\b",
+        rf"\b{_INTENT} (?:step|jump|throw myself|walk|lie down|run) (?:out )?in front of (?:a|the) "
+        r"(?:\w+ )?(?:train|lorry|truck|bus|car|tube|express|tram)\b",
+        r"\b(?:wrote|written|writing|write) my own (?:eulogy|obituary)\b",
+        r"\b(?:signing|logging|checking) off (?:for good|forever|permanently|for the last time)\b",
+        r"\bsee you on the other side\b(?! of)",
         r"\b(?:so )?(?:nobody|no one) (?:finds|will find|would find|can find) me\b",
         r"\bhow (?:much|many) (?:\w+ ){0,4}(?:would|will|to) stop my heart\b",
         r"\b(?:letters?|notes?|messages?|videos?|recordings?) (?:\w+ ){0,6}(?:for )?after$",
@@ -118,6 +126,10 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         # Acute danger: on the edge, over the rail.
         r"\bi am (?:standing |sitting |right )?(?:on|at) (?:the )?(?:edge|ledge) of (?:the |a |my )?"
         r"(?:roof|bridge|building|cliff|balcony|platform|car park|window|motorway|tracks)\b",
+        r"\bi am (?:standing |sitting |right )?(?:on|at) the (?:platform|roof|cliff|bridge) edge\b",
+        r"\bi am (?:\w+ )?(?:in|into) the (?:river|sea|lake|water|canal|reservoir|loch|ocean) up to "
+        r"my (?:knees|waist|chest|neck)\b",
+        r"\bi am (?:walking|wading) (?:out )?into the (?:sea|lake|river|water|ocean|canal|reservoir)\b",
         r"\b(?:climbed|am|i am|standing) (?:over|on the (?:wrong|other) side of) the "
         r"(?:railing|rail|barrier|wall|fence|edge)\b",
         # An overdose already taken.
@@ -127,7 +139,7 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\bi (?:just |have )?(?:drank|drunk|swallowed) (?:some |a bottle of |the )?"
         r"(?:bleach|antifreeze|weedkiller|rat poison)\b",
         r"\b(?:took|taken|swallowed|ate|drank|downed) (?:the |a )?(?:whole|entire|full) "
-        r"(?:box|bottle|pack|packet|strip|prescription|tub)\b",
+        r"(?:blister )?(?:box|bottle|pack|packet|strip|prescription|tub)\b",
         r"\b(?:took|taken|swallowed|downed) (?:way too many|a handful of|a bunch of|a load of|"
         r"loads of|[2-9]\d|\d{3}) (?:of )?(?:my |the |his |her )?(?:\w+ )?"
         r"(?:pills|tablets|meds|paracetamol|tylenol|painkillers)\b",
@@ -158,7 +170,10 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"to)\b",
     ),
     "harm_to_others": (
-        rf"\b{_INTENT} (?:kill|hurt|shoot|stab|murder|attack|strangle|poison) {_OTHER}\b",
+        rf"\b{_INTENT} (?:kill|hurt|shoot|stab|murder|attack|strangle|poison|glass|smother|"
+        rf"suffocate|batter|knife) {_OTHER}\b",
+        r"\b(?:feel like|urges? to|thoughts? of|keep thinking (?:about|of)) (?:smother|suffocat|shak|"
+        r"drown)\w* (?:my |the )?(?:baby|newborn|child|son|daughter|kids?)\b",
         r"\bshoot up (?:the|my|a) (?:school|office|class|church|mall|work)\b",
         r"\b(?:bring|bringing|brought) a (?:gun|knife|weapon) to (?:school|work|class)\b",
         rf"\b(?:have|got|bought) a (?:gun|knife|weapon) (?:for|to use on) {_OTHER}\b",
@@ -186,6 +201,9 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\b(?:sexual|physical|domestic) (?:abuse|violence|assault) (?:at home|by|from)\b",
         r"\b(?:afraid|scared|terrified) (?:to go|of going) home\b",
         r"\bnot safe at home\b",
+        r"\bmy abuser (?:lives|sleeps|is (?:home|here|back|in the house|downstairs|upstairs)|"
+        r"moved back)\b",
+        rf"\bto hide what {_ABUSER} (?:does|did|has done|keeps doing)\b",
         rf"\b(?:afraid|scared|terrified) (?:that )?{_ABUSER} (?:will|is going to|might) "
         r"(?:kill|hurt) me\b",
         r"\b(?:will not|does not) let me (?:leave|go out|see anyone|eat)\b",

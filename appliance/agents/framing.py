@@ -33,7 +33,9 @@ _CUES: dict[Cue, re.Pattern[str]] = {
     "past": re.compile(
         r"\b(?:used to|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in |at )|"
         r"as a (?:teen|teenager|kid|child)|"
-        r"back (?:then|in \d+)|in (?:high school|college|my (?:teens|twenties))|"
+        r"back (?:then|in \d+)|in (?:high school|college|(?:19|20)\d\d)|"
+        r"in my (?:early |mid |late )?(?:teens|twenties|thirties|forties|20s|30s|40s)|"
+        r"my old (?:diary|diaries|journals?|self)|my recovery|recovery (?:programme|program|journey)|"
         r"(?:clean|free|sober) (?:for|since)|been clean|(?:self harm|suicide|cut\w*) free|"
         r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been|i have) (?:recovered|in recovery)|"
         r"(?:that|it) passed|i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
@@ -50,7 +52,7 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"student|girlfriend|boyfriend|aunt|uncle|neighbou?r|grandma|nan|classmate|partner|dad|"
         r"mum|mom)s? (?:says|said|told|texted|posted|sent|keeps saying|wants|wrote|burns|self harms|cuts|"
         r"overdosed|talks|is on|is cutting|is self harming|is suicidal|has been cutting)|"
-        r"essay|thesis|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
+        r"essay|thesis|assignment|coursework|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
         r"story|screenplay|lecture|exam|presentation|the news|report(?! card)|video game|the game|poem|song|"
         r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
         r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
@@ -76,9 +78,14 @@ _CUES: dict[Cue, re.Pattern[str]] = {
 # reach another: "I would never hurt myself, but I want to die"); a past cue caps the message.
 CAPS_CLAUSE: tuple[Cue, ...] = ("negation", "third_person")
 # Words that make a message about now, whatever else it says: a past cue does not apply then.
-_NOW = re.compile(
-    r"\b(?:again|tonight|today|right now|rn|now and|this (?:week|morning|evening)|last night|"
-    r"relapsed|just (?:cut|took|did)|about to)\b"
+_NOW = re.compile(r"\b(?:again|tonight|right now|rn|relapsed|just (?:cut|took|did)|about to)\b")
+# Words that may be about now or a day in a long recovery ("two years clean today"): they stop a
+# past cue unless a plainly finished episode is named as well.
+_MAYBE_NOW = re.compile(r"\b(?:today|now and|this (?:week|morning|evening)|last night)\b")
+_OVER = re.compile(
+    r"\b(?:i am \d+ now|(?:clean|free) (?:from|of) (?:self harm|cutting|it)|"
+    r"(?:\w+ )?(?:months|years) (?:clean|free)|long gone|glad i (?:stayed|survived|am alive)|"
+    r"grateful to be alive|have been (?:well|fine|okay|ok) (?:ever )?since|my recovery)\b"
 )
 
 
@@ -103,7 +110,9 @@ def framed(joined: str) -> Cue | None:
     bare = NOT_NEGATION.sub(" ", joined)
     for cue, pattern in _CUES.items():
         if pattern.search(bare if cue == "negation" else joined):
-            if cue == "past" and _NOW.search(joined):
+            if cue == "past" and (
+                _NOW.search(joined) or (_MAYBE_NOW.search(joined) and not _OVER.search(joined))
+            ):
                 continue
             if cue in ("third_person", "accident") and _TO_ME.search(joined):
                 continue  # "my dad says he'll hurt me": harm aimed at the writer

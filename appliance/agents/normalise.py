@@ -47,6 +47,7 @@ _CONTRACTIONS = {
     "wouldnt": "would not",
     "u": "you",
     "ppl": "people",
+    "sh": "self harm",
     "kms": "kill myself",
     "kys": "kill yourself",
 }

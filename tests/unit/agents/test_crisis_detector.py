@@ -40,6 +40,21 @@ from appliance.agents.normalise import normalise
         ("I was raped last year", "abuse"),
         ("I'm scared to go home", "abuse"),
         ("He threatened to kill me", "abuse"),
+        # Means at the neck, a plan with a vehicle, a place of danger, a farewell.
+        ("the cable is around my neck now", "suicide"),
+        ("I'm going to jump in front of the next train", "suicide"),
+        ("I'm standing at the roof edge", "suicide"),
+        ("i'm wading into the reservoir", "suicide"),
+        ("i've written my own obituary", "suicide"),
+        ("logging off forever, thanks for everything", "suicide"),
+        ("I'm not going to be around much longer", "suicide"),
+        ("i swallowed the whole blister pack", "suicide"),
+        ("sh urges tonight", "self_harm"),
+        ("I'll glass him if he shows up", "harm_to_others"),
+        ("I have thoughts of suffocating my baby", "harm_to_others"),
+        ("my abuser is back in the house", "abuse"),
+        ("I wear a scarf to hide what my husband did", "abuse"),
+        ("I relapsed today after two years clean from self harm", "self_harm"),
     ],
 )
 def test_crisis_statements_are_crisis(text: str, category: str) -> None:
@@ -61,6 +76,11 @@ def test_crisis_statements_are_crisis(text: str, category: str) -> None:
         "I could kill him for eating my lunch",
         "I feel so hopeless lately",
         "I can't take it anymore",
+        # A finished episode, named as finished, even on its anniversary.
+        "I overdosed in 2019, I'm 27 now and doing well",
+        "I used to self harm, I've been clean from it for two years today",
+        "i was suicidal in my late teens and i'm glad i stayed",
+        "I'm writing my own eulogy for a class assignment",
     ],
 )
 def test_denials_and_softened_statements_are_at_most_caution(text: str) -> None:
@@ -80,6 +100,8 @@ def test_denials_and_softened_statements_are_at_most_caution(text: str) -> None:
         "He never hits me, he's lovely",
         "Can you help me plan my week?",
         "I had a good day today and slept well",
+        "see you on the other side of the exams",
+        "we paddled in the sea up to our knees",
         "",
     ],
 )
