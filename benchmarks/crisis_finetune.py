@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from appliance.agents.classifier import CATEGORIES, CATEGORY_OF, CrisisClassifier
 from appliance.agents.encoder import ADAPTER_FILE, SEGMENT_TOKENS, Encoder, model_dir
 from benchmarks.crisis_data import Example, load
-from benchmarks.crisis_train import balanced, head_of, pick
+from benchmarks.crisis_train import balanced, head_of, layered_score, pick
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILE
 TARGETS = (
@@ -138,22 +138,14 @@ def dev_score(
     sep: int,
 ) -> tuple[float, float, float]:
     """The layered detector's (threshold, recall, FPR) on dev with the jointly trained head."""
-    from appliance.agents.crisis import detect
-    from appliance.agents.framing import framing
+
+    def probability(e: Example) -> float:
+        ids, mask = batch(classifier.segments(e.text, e.context), cls, sep)
+        return float(torch.sigmoid(head(pooled(model, ids, mask))[:, 0]).max())
 
     model.eval()
-    scores = []
     with torch.no_grad():
-        for e in dev:
-            if detect(e.text).is_crisis:
-                scores.append(2.0)
-                continue
-            if framing(e.text) is not None:
-                scores.append(-1.0)
-                continue
-            ids, mask = batch(classifier.segments(e.text, e.context), cls, sep)
-            p = torch.sigmoid(head(pooled(model, ids, mask))[:, 0]).max()
-            scores.append(float(p))
+        scores = [layered_score(e, lambda e=e: probability(e)) for e in dev]
     crisis = np.array([e.is_crisis for e in dev])
     threshold, recall, fpr = pick(np.array(scores), crisis)
     missed: dict[str, list[int]] = {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -131,18 +132,24 @@ def softmax_regression(x: np.ndarray, y: np.ndarray, k: int, strength: float) ->
     return theta
 
 
+def layered_score(example: Example, classifier_score: Callable[[], float]) -> float:
+    """The score a threshold compares for one example: 2 (always flagged) where the phrase lists
+    flag it, -1 (never) where a framing cue caps it, else `classifier_score()`, asked only then."""
+    if detect(example.text).is_crisis:
+        return 2.0
+    if framing(example.text) is not None:
+        return -1.0
+    return classifier_score()
+
+
 def layered(head: Head, dev: list[Example], dev_vectors: list[np.ndarray]) -> np.ndarray:
-    """For each dev example, a score that the threshold compares: 2 (always flagged) where the
-    phrase lists flag it, -1 (never) where a framing cue caps it, else the classifier's."""
-    out = []
-    for example, v in zip(dev, dev_vectors, strict=True):
-        if detect(example.text).is_crisis:
-            out.append(2.0)
-        elif framing(example.text) is not None:
-            out.append(-1.0)
-        else:
-            out.append(float(head.crisis_probability(v.astype(np.float32)).max()))
-    return np.array(out)
+    """`layered_score` for each dev example, the head's probability as the classifier's."""
+    return np.array(
+        [
+            layered_score(e, lambda v=v: float(head.crisis_probability(v.astype(np.float32)).max()))
+            for e, v in zip(dev, dev_vectors, strict=True)
+        ]
+    )
 
 
 def merit(recall: float, fpr: float, cap: float = MAX_FPR) -> float:
