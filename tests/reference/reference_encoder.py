@@ -1,4 +1,4 @@
-"""The numpy MiniLM encoder against the reference implementation (transformers on torch).
+"""The MiniLM encoder (onnxruntime) against the reference implementation (transformers on torch).
 
 Not collected by the core test run (the file name does not start with `test_`): it needs torch and
 transformers, which the core install leaves out on purpose. Run it where they are installed, with
@@ -42,7 +42,7 @@ def reference(texts: list[str]) -> np.ndarray:
     return torch.nn.functional.normalize(pooled, dim=1).numpy()
 
 
-def test_the_numpy_forward_pass_matches_transformers() -> None:
+def test_the_forward_pass_matches_transformers() -> None:
     ours = Encoder(max_tokens=MAX_TOKENS)
     # The reference truncates a long text at its start; ours keeps its end. Compare on texts
     # that fit, and on the long one read from its start.
