@@ -1,5 +1,5 @@
-"""The crisis adapter in the numpy encoder: a low-rank delta applied beside each mapped matrix must
-say exactly what the merged matrix W + (A B)^T says, and the packaged adapter must load."""
+"""The crisis adapter in the encoder: an encoder given low-rank deltas must say exactly what a model
+file holding the merged matrices W + (A B)^T says, and the packaged adapter must load."""
 
 from __future__ import annotations
 
