@@ -77,6 +77,17 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\bwish (?:i|that i) (?:was|were|had been) (?:dead|never born)\b",
         r"\bwish i could (?:die|disappear forever)\b",
         r"\b(?:hope|wish|want) (?:i|to) (?:do not|never|not) wake up\b",
+        r"\b(?:please )?(?:do not|never) let me wake up\b",
+        r"\bpray(?:ing|ed|s)? (?:\w+ )?(?:not to|i do not|to not|that i do not) (?:see|wake up|make it "
+        r"to|get to) (?:tomorrow|the morning)\b",
+        r"\b(?:want|wish|need) to not (?:be alive|exist|be here anymore)\b",
+        r"\bmy life insurance (?:would|will|could) (?:\w+ )?(?:help|pay|sort|cover|set)\b",
+        r"\blast \w+ (?:i will|i would|ill) ever (?:do|have|see|eat|make|drink|write)\b",
+        r"\b(?:wrote|written|writing|finished) my last (?:note|letter|goodbye)s?\b",
+        r"\bsend (?:everyone|my family|them|all of them|my friends) (?:a |my )?goodbyes?\b",
+        r"\b(?:the |my )?ligature(?:'s| is| s)? (?:on|tied|ready|tight|up)\b",
+        r"\bdid something (?:stupid|silly|bad|dumb) with (?:my|the|all my|all the) "
+        r"(?:meds|pills|tablets|medication)\b",
         r"\b(?:sleep|go to sleep) and (?:never|not) wake up\b",
         r"\b(?:better off|be better) (?:dead|without me)\b",
         r"\bno (?:reason|point) (?:to|in) (?:live|living|being alive|going on|go on)\b",
@@ -162,6 +173,9 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\b(?:pin|compass|blade|razor|scissors|knife|lighter|match|key|cigarette)s? (?:out )?"
         r"(?:in|into|on|across|against) my (?:arms?|wrists?|skin|legs?|thighs?|stomach)\b",
         r"\bfresh (?:cuts|scratches|burns) on my (?:arms?|wrists?|legs?|thighs?|stomach)\b",
+        r"\bmy (?:new|fresh|latest) (?:cuts|burns)\b",
+        r"\b(?:hide|hiding|covering|cover) (?:up )?(?:the |my )?(?:new |fresh )?(?:cuts|burns) "
+        r"(?:from|with|under)\b",
         r"\b(?:hit|hitting|punch\w*|slap\w*|scratch\w*|dug|dig\w*|pull\w*|bit|bite|biting|burn\w*|"
         r"cut\w*|stab\w*|pinch\w*) (?:\w+ ){0,2}my (?:arms?|wrists?|skin|legs?|thighs?|stomach|"
         r"face|hands?|fingers?|eyelashes|head|body)\b(?: \w+){0,6} on purpose\b",
@@ -174,6 +188,9 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         rf"suffocate|batter|knife) {_OTHER}\b",
         r"\b(?:feel like|urges? to|thoughts? of|keep thinking (?:about|of)) (?:smother|suffocat|shak|"
         r"drown)\w* (?:my |the )?(?:baby|newborn|child|son|daughter|kids?)\b",
+        r"\b(?:keep|kept) (?:seeing|picturing|imagining) myself (?:dropping|hurting|smothering|"
+        r"drowning|shaking|stabbing|suffocating) (?:my |the )?(?:baby|newborn|child|son|daughter|"
+        r"kids?)\b",
         r"\bshoot up (?:the|my|a) (?:school|office|class|church|mall|work)\b",
         r"\b(?:bring|bringing|brought) a (?:gun|knife|weapon) to (?:school|work|class)\b",
         rf"\b(?:have|got|bought) a (?:gun|knife|weapon) (?:for|to use on) {_OTHER}\b",

@@ -38,14 +38,46 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"my old (?:diary|diaries|journals?|self)|my recovery|recovery (?:programme|program|journey)|"
         r"(?:clean|free|sober) (?:for|since)|been clean|(?:self harm|suicide|cut\w*) free|"
         r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been|i have) (?:recovered|in recovery)|"
-        r"(?:that|it) passed|i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
+        r"(?:that|it) passed|(?<!annoyed )(?<!gutted )(?<!upset )(?<!angry )i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
         r"(?:is|are|it is) (?:behind me|in the past)|(?:much|so much) better (?:now|since)|"
-        r"i am (?:okay|ok|safe|stable|doing (?:well|better|okay)) now|in a (?:much )?better place|"
+        r"i am (?:okay|ok|safe|stable|healthy|well|doing (?:well|better|okay)) now|"
+        r"(?:clean|free|sober) (?:\d+|\w+) (?:days|weeks|months|years)|as a \d+ (?:yo|year old)|"
+        r"in a (?:much )?better place|"
         r"(?:a )?long time since i|(?:it|that|they) (?:have |has )?passed|"
         r"(?:days|weeks|months|years) (?:free|clean|sober)|how far i have come|back when|"
         r"(?:am|feel|feeling) (?:much|so much|a lot|way) better|"
         r"(?:glad|grateful|thankful) (?:i am still here|i stayed|i survived|i never|someone)|"
-        r"found (?:better|healthier|other|new) ways to cope)\b"
+        r"found (?:better|healthier|other|new) ways to cope|"
+        # Told from afterwards: how long ago, how it ended, how it reads now.
+        r"(?:years|yrs) ago|(?:\d+|\w+) (?:years|yrs) later|in remission|long gone|"
+        r"(?:been |have |has )?healed (?:for|up|over|years)|"
+        r"(?:most|all|much) of my (?:teens|twenties|20s|childhood|school years|adolescence)|"
+        r"looking back|(?:freshman|sophomore|junior|senior) year|"
+        r"surviving (?:self harm|suicide|an attempt|my attempt|an overdose)|"
+        r"i was (?:so |really |very )?(?:unwell|ill|sick|poorly) (?:then|back then|at the time)|"
+        r"(?:reading|read|found) (?:my |some )?old (?:texts|messages|diary|diaries|journals?|posts|notes)|"
+        r"from (?:the|that) (?:bad|dark|worst) (?:year|years|time|patch|summer|winter)|"
+        r"years (?:today )?since (?:i|my) (?:tried|attempt|overdose|last)|"
+        r"(?:barely|do not|hardly|no longer) recognise (?:that|the|her|him|myself)|"
+        r"(?:therapy|counselling|counseling|meds|medication|treatment|support) (?:really |has |have "
+        r")?(?:helped|fixed|saved me|saved my life)|helped (?:a lot|a ton|me (?:get )?through)|fixed a lot|"
+        r"(?:\d+|\w+) years on (?:i|and|now)|and survived|survivor|(?:far|well|long) behind me|"
+        r"(?:glad|thankful|grateful) (?:i got help|it (?:did not|didn't) work)|memoir|"
+        r"(?:have not|havent) (?:acted on it|done it|self harmed|cut|hurt myself) (?:in|for|since)|"
+        r"(?:decade|years?|months?|\d{3,} days) since i last|(?:\d+|\w+) (?:years|months) since my|"
+        r"a long time ago|long ago|through my (?:childhood|teens|twenties)|as an adult|"
+        r"my (?:suicidal|lost|troubled|whole|entire|early|late) (?:teens|twenties|teenage years|childhood)|"
+        r"(?:the|that) time (?:when )?i (?:tried|overdosed|attempted|wanted)|"
+        r"that (?:christmas|summer|winter|spring|autumn|year) i|"
+        r"(?:teenage|younger|past) me|the \w+ version of me|myself at \d+|"
+        r"i remember (?:being|when i was)|went through a (?:period|phase|stage|time)|"
+        r"lasted (?:almost |nearly |about )?(?:a year|\w+ (?:months|years))|"
+        r"(?:free|clean) of (?:self harm|it)|stopped (?:self harming|cutting|hurting myself)|"
+        r"able to talk about|moved out at \d+|from age \d+|was convicted|"
+        r"(?:before|since) (?:uni|university|college|high school)|from year \d+|"
+        r"when i was (?:really |so |very )?(?:ill|unwell|sick|homeless|drinking|using|depressed)|"
+        r"back in (?:school|uni|college|the day)|(?:it|they|that) faded|"
+        r"my old (?:suicide )?(?:notes?|notebooks?|letters?))\b"
     ),
     "third_person": re.compile(
         r"\b(?:my (?:\w+ )?(?:friend|brother|sister|son|daughter|cousin|roommate|coworker|patient|"
@@ -78,14 +110,22 @@ _CUES: dict[Cue, re.Pattern[str]] = {
 # reach another: "I would never hurt myself, but I want to die"); a past cue caps the message.
 CAPS_CLAUSE: tuple[Cue, ...] = ("negation", "third_person")
 # Words that make a message about now, whatever else it says: a past cue does not apply then.
-_NOW = re.compile(r"\b(?:again|tonight|right now|rn|relapsed|just (?:cut|took|did)|about to)\b")
+_NOW = re.compile(
+    r"\b(?:again|tonight|right now|rn|relapsed|just (?:cut|took|did it|did that)|about to)\b"
+)
 # Words that may be about now or a day in a long recovery ("two years clean today"): they stop a
 # past cue unless a plainly finished episode is named as well.
-_MAYBE_NOW = re.compile(r"\b(?:today|now and|this (?:week|morning|evening)|last night)\b")
+_MAYBE_NOW = re.compile(
+    r"\b(?:today|now and (?:then|again)|this (?:week|morning|evening)|last night)\b"
+)
 _OVER = re.compile(
     r"\b(?:i am \d+ now|(?:clean|free) (?:from|of) (?:self harm|cutting|it)|"
     r"(?:\w+ )?(?:months|years) (?:clean|free)|long gone|glad i (?:stayed|survived|am alive)|"
-    r"grateful to be alive|have been (?:well|fine|okay|ok) (?:ever )?since|my recovery)\b"
+    r"grateful to be alive|have been (?:well|fine|okay|ok) (?:ever )?since|my recovery|"
+    r"in remission|(?:\d+|\w+) (?:years|yrs) later|(?:that|it) was (?:\w+ ){0,2}(?:years|yrs) ago|"
+    r"lucky to (?:still )?be (?:still )?(?:here|alive)|years (?:today )?since (?:i|my) "
+    r"(?:tried|attempt|overdose)|(?:barely|do not|hardly) recognise (?:that|the|her|him|myself)|"
+    r"i am (?:fine|okay|ok|well) (?:with that|now))\b"
 )
 
 
@@ -97,7 +137,9 @@ _TO_ME = re.compile(
 
 # The writer's own stated intent: no story or study word makes that someone else's.
 _MY_INTENT = re.compile(
-    r"\bi (?:am going to|will|want to|plan to|am planning to) (?:kill|hurt|end) (?:myself|my life)\b"
+    r"\bi (?:am going to|will|want to|plan to|am planning to) (?:(?:kill|hurt|end) (?:myself|my "
+    r"life)|(?:step|jump|throw myself|walk) (?:out )?(?:in front of|off))\b"
+    r"|\b(?:then|and) (?:go|jump|walk|drive) (?:to )?(?:off )?the (?:top|edge) of\b"
 )
 
 

@@ -55,6 +55,19 @@ from appliance.agents.normalise import normalise
         ("my abuser is back in the house", "abuse"),
         ("I wear a scarf to hide what my husband did", "abuse"),
         ("I relapsed today after two years clean from self harm", "self_harm"),
+        # Passive wishes and burden, farewells, means and intrusive harm.
+        ("every night I ask god please don't let me wake up", "suicide"),
+        ("i pray not to see tomorrow", "suicide"),
+        ("honestly i want to not be alive anymore", "suicide"),
+        ("my life insurance would pay off the house for them", "suicide"),
+        ("this is the last coffee i'll ever make", "suicide"),
+        ("i finished my last letter tonight", "suicide"),
+        ("the ligature is tied", "suicide"),
+        ("i did something stupid with all my tablets", "suicide"),
+        ("after my exam tomorrow i'm going to step in front of a bus", "suicide"),
+        ("my fresh cuts won't stop bleeding", "self_harm"),
+        ("hiding the burns under my hoodie", "self_harm"),
+        ("i keep picturing myself shaking the baby", "harm_to_others"),
     ],
 )
 def test_crisis_statements_are_crisis(text: str, category: str) -> None:
@@ -81,6 +94,14 @@ def test_crisis_statements_are_crisis(text: str, category: str) -> None:
         "I used to self harm, I've been clean from it for two years today",
         "i was suicidal in my late teens and i'm glad i stayed",
         "I'm writing my own eulogy for a class assignment",
+        # Told from afterwards, in the ways people tell it.
+        "i tried to kill myself at 19. eight years later i'm a paramedic",
+        "my self harm is in remission, two years now",
+        "i was suicidal for most of my teens and i barely recognise that girl",
+        "i overdosed in my first year and therapy really helped",
+        "looking back, i wanted to die every day that winter",
+        "the self harm marks on my legs have been healed for years",
+        "it's four years today since i tried to end my life and i feel lucky to still be here",
     ],
 )
 def test_denials_and_softened_statements_are_at_most_caution(text: str) -> None:
