@@ -167,6 +167,13 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--keep-epochs",
+        type=int,
+        default=0,
+        help="also write the last N epochs' adapters beside --out (NAME.epochE.npz), to choose "
+        "among them with crisis_train.py --adapter on dev",
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -227,6 +234,10 @@ def main() -> int:
             f"dev layered recall {recall:.3f}, FPR {fpr:.3f} at {threshold}",
             flush=True,
         )
+        if epoch > args.epochs - args.keep_epochs:
+            kept = args.out.with_suffix(f".epoch{epoch}.npz")
+            np.savez_compressed(kept, rank=np.int64(args.rank), **export(adapters))
+            print(f"  wrote {kept.name}", flush=True)
         if best is None or (recall, -fpr) > (best[1], -best[2]):
             best = (threshold, recall, fpr, epoch, export(adapters))
     assert best is not None

@@ -43,7 +43,7 @@ from appliance.agents.classifier import (
     Head,
 )
 from appliance.agents.crisis import detect
-from appliance.agents.encoder import shared_encoder
+from appliance.agents.encoder import SEGMENT_TOKENS, Encoder, packaged_adapter, shared_encoder
 from appliance.agents.framing import framing
 from benchmarks.crisis_data import Example, load
 
@@ -225,10 +225,22 @@ def main() -> int:
         help="choose the threshold on out-of-fold scores over train and dev (then train on both); "
         "0: on dev, the head trained on train",
     )
+    parser.add_argument(
+        "--adapter",
+        type=Path,
+        default=None,
+        help="an adapter file to embed with instead of the packaged one (a candidate from "
+        "crisis_finetune.py --keep-epochs); the head is then for that adapter",
+    )
     args = parser.parse_args()
     cap = args.max_fpr
+    encoder = (
+        shared_encoder()
+        if args.adapter is None
+        else Encoder(max_tokens=SEGMENT_TOKENS, adapter=packaged_adapter(args.adapter))
+    )
     classifier = CrisisClassifier(
-        shared_encoder(), head_of([np.zeros((384, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
+        encoder, head_of([np.zeros((384, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
     )
     train, dev = load("train"), load("dev")
     train_vectors = [vectors(classifier, e) for e in train]
