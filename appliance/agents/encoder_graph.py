@@ -87,6 +87,14 @@ def build() -> Any:
         numpy_helper.from_array(np.array([0, WIDTH], np.int64), "flat_shape"),
         numpy_helper.from_array(np.array(1 / np.sqrt(WIDTH // HEADS), np.float32), "scale"),
     ]
+
+    def add_and_norm(x: str, added: str, p: str, which: int, summed: str, out: str) -> str:
+        """The residual sum, then the layer's LayerNorm number `which`."""
+        total = node("Add", [x, added], f"{p}{summed}")
+        norm = f"{p}{NORMS[which]}"
+        inputs = [total, f"{norm}.weight", f"{norm}.bias"]
+        return node("LayerNormalization", inputs, f"{p}{out}", axis=-1, epsilon=EPSILON)
+
     x = "x"
     for layer in range(LAYERS):
         p = f"encoder.layer.{layer}."
@@ -107,25 +115,9 @@ def build() -> Any:
         mixed = node("MatMul", [weights, heads["value"]], f"{p}mixed")
         joined = node("Transpose", [mixed], f"{p}joined", perm=[1, 0, 2])
         context = node("Reshape", [joined, "flat_shape"], f"{p}context")
-        attended = node("Add", [x, linear(context, "attention.output.dense")], f"{p}attended")
-        norm = f"{p}{NORMS[0]}"
-        x1 = node(
-            "LayerNormalization",
-            [attended, f"{norm}.weight", f"{norm}.bias"],
-            f"{p}normed",
-            axis=-1,
-            epsilon=EPSILON,
-        )
+        x1 = add_and_norm(x, linear(context, "attention.output.dense"), p, 0, "attended", "normed")
         expanded = node("Gelu", [linear(x1, "intermediate.dense")], f"{p}gelu")
-        fed = node("Add", [x1, linear(expanded, "output.dense")], f"{p}fed")
-        norm = f"{p}{NORMS[1]}"
-        x = node(
-            "LayerNormalization",
-            [fed, f"{norm}.weight", f"{norm}.bias"],
-            f"{p}hidden",
-            axis=-1,
-            epsilon=EPSILON,
-        )
+        x = add_and_norm(x1, linear(expanded, "output.dense"), p, 1, "fed", "hidden")
     node("Identity", [x], "hidden")
 
     float_input = TensorProto.FLOAT
