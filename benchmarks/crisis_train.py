@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/crisis_train.py     # writes appliance/agents/crisis_head.npz
 
-The vectors are the shared encoder's, with the packaged adapter (`crisis_finetune.py` writes it;
-run that first when the corpus changes). Deterministic: the same corpus, encoder and adapter give
-the same head (fixed seeds, full-batch steps).
+The vectors are the encoder's, as the appliance builds it, with the packaged adapter or the one
+`--adapter` names (`crisis_finetune.py` writes them; run it first when the corpus changes).
+Deterministic: the same corpus, encoder and adapter give the same head (fixed seeds, full-batch
+steps).
 The test split is never read here; `crisis_eval.py` reports on it.
 
 - P(crisis): a one-hidden-layer ReLU network on the sentence vector (Adam, full batch, L2), the
@@ -43,7 +44,7 @@ from appliance.agents.classifier import (
     Head,
 )
 from appliance.agents.crisis import detect
-from appliance.agents.encoder import SEGMENT_TOKENS, Encoder, packaged_adapter, shared_encoder
+from appliance.agents.encoder import SEGMENT_TOKENS, Encoder, packaged_adapter
 from appliance.agents.framing import framing
 from benchmarks.crisis_data import Example, load
 
@@ -234,11 +235,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     cap = args.max_fpr
-    encoder = (
-        shared_encoder()
-        if args.adapter is None
-        else Encoder(max_tokens=SEGMENT_TOKENS, adapter=packaged_adapter(args.adapter))
-    )
+    encoder = Encoder(max_tokens=SEGMENT_TOKENS, adapter=packaged_adapter(args.adapter))
     classifier = CrisisClassifier(
         encoder, head_of([np.zeros((384, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
     )

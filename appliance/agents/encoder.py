@@ -143,7 +143,7 @@ class Encoder:
             mask.fill(np.float32(-1e9))
             for start, end in bounds:
                 mask[start:end, start:end] = 0
-        (x,) = self.session().run(["hidden"], {"x": x.astype(np.float32), "mask": mask})
+        (x,) = self.session().run(["hidden"], {"x": np.asarray(x, np.float32), "mask": mask})
         pooled = np.stack([x[start:end].mean(axis=0) for start, end in bounds])
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), _EPS)
         unit: Vector = (pooled / norms).astype(np.float32)
