@@ -258,6 +258,11 @@ _SOFTENER = re.compile(
     r"laughing|of (?:embarrassment|laughter|shame|boredom)|deeply|emotionally|so much)\b"
 )
 _NEGATION_WINDOW = 4  # words before the phrase
+_RATHER = re.compile(r"\b(?:rather|sooner)\b")
+_THAN = re.compile(
+    r" than (?!(?:\w+ )?(?:live|living|go on|going on|keep|carry on|be here|be alive|stay|face|"
+    r"wake|feel|spend|another|exist|ever|do this|be me|carry))"
+)
 
 
 def _alternation(patterns: list[str] | tuple[str, ...]) -> re.Pattern[str]:
@@ -324,11 +329,22 @@ def _level(clause: str, pattern: re.Pattern[str]) -> Level:
     """`crisis` if any match stands plainly, `caution` if every match is denied or softened."""
     level: Level = "none"
     for match in pattern.finditer(clause):
-        if _negated(clause, match.start()) or _SOFTENER.match(clause, match.end()):
+        if (
+            _negated(clause, match.start())
+            or _SOFTENER.match(clause, match.end())
+            or _compared(clause, match)
+        ):
             level = "caution"
         else:
             return "crisis"
     return level
+
+
+def _compared(clause: str, match: re.Match[str]) -> bool:
+    """A comparison, "I'd sooner jump off a cliff than do karaoke", is a figure of speech, unless
+    what it is set against is living itself ("I'd rather jump than go on like this")."""
+    window = " ".join(clause[: match.start()].split()[-_NEGATION_WINDOW:])
+    return _RATHER.search(window) is not None and _THAN.match(clause, match.end()) is not None
 
 
 def _negated(clause: str, start: int) -> bool:

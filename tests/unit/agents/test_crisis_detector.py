@@ -102,6 +102,9 @@ def test_crisis_statements_are_crisis(text: str, category: str) -> None:
         "looking back, i wanted to die every day that winter",
         "the self harm marks on my legs have been healed for years",
         "it's four years today since i tried to end my life and i feel lucky to still be here",
+        # A figure of speech set against something trivial.
+        "I'd sooner jump off a cliff than sit through another budget meeting",
+        "id rather jump off a bridge than do karaoke at the work party",
     ],
 )
 def test_denials_and_softened_statements_are_at_most_caution(text: str) -> None:
@@ -147,3 +150,15 @@ def test_normalise_undoes_contractions_accents_and_stretching() -> None:
         "i can not go on",
         "cafe soo good",
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I would rather jump off a bridge than go on like this",
+        "i'd sooner jump off the roof than face tomorrow",
+        "I'm closer to jumping off the bridge than ever",
+    ],
+)
+def test_a_comparison_with_living_itself_stays_a_crisis(text: str) -> None:
+    assert detect(text).level == "crisis"
