@@ -144,7 +144,8 @@ _CRISIS: dict[CrisisCategory, tuple[str, ...]] = {
         r"\b(?:climbed|am|i am|standing) (?:over|on the (?:wrong|other) side of) the "
         r"(?:railing|rail|barrier|wall|fence|edge)\b",
         # An overdose already taken.
-        r"\bi (?:just |have |already |have just )?overdosed\b",
+        r"\bi (?:just |have |already |have just )?overdosed\b(?! on (?:caffeine|coffee|espresso|"
+        r"sugar|chocolate|sweets|candy|carbs|cheese|netflix|tv|telly|sun|sunshine|cake|pizza))",
         r"\b(?:took|taken|swallowed) (?:\w+ ){0,4}(?:pills|tablets|meds|medication|dose|doses|"
         r"methadone|insulin|paracetamol|painkillers) (?:\w+ ){0,2}on purpose\b",
         r"\bi (?:just |have )?(?:drank|drunk|swallowed) (?:some |a bottle of |the )?"
@@ -252,7 +253,10 @@ _CAUTION: dict[CrisisCategory, tuple[str, ...]] = {
 
 # Words that follow a crisis phrase and make it an accident or a figure of speech: at most caution.
 _SOFTENER = re.compile(
-    r" (?:shaving|cooking|by accident|accidentally|on (?:a|the|my)|while|at (?:the )?(?:gym|work)|"
+    r" (?:shaving|cooking|by accident|accidentally|while|at (?:the )?(?:gym|work)|"
+    # "on a tin", but not "overdosed on my tablets"
+    r"on (?:a|the|my)(?! (?:\w+ )?(?:pills|tablets|meds|medication|insulin|prescription|"
+    r"antidepressants|painkillers|sleeping))|"
     r"playing|trying to|to (?:finish|get|make|meet|pass)|with (?:work|homework|this|that|"
     r"(?:his|her|their) (?:words|kindness|story))|over (?:this|that|work|nothing)|studying|working|"
     r"laughing|of (?:embarrassment|laughter|shame|boredom)|deeply|emotionally|so much)\b"

@@ -77,7 +77,8 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"(?:before|since) (?:uni|university|college|high school)|from year \d+|"
         r"when i was (?:really |so |very )?(?:ill|unwell|sick|homeless|drinking|using|depressed)|"
         r"back in (?:school|uni|college|the day)|(?:it|they|that) faded|"
-        r"my old (?:suicide )?(?:notes?|notebooks?|letters?))\b"
+        r"my old (?:suicide )?(?:notes?|notebooks?|letters?)|"
+        r"(?:have|has) been (?:well|fine|okay|ok|safe|stable|clean) for (?:\d+|\w+) (?:years|yrs))\b"
     ),
     "third_person": re.compile(
         r"\b(?:my (?:\w+ )?(?:friend|brother|sister|son|daughter|cousin|roommate|coworker|patient|"
@@ -125,7 +126,8 @@ _OVER = re.compile(
     r"in remission|(?:\d+|\w+) (?:years|yrs) later|(?:that|it) was (?:\w+ ){0,2}(?:years|yrs) ago|"
     r"lucky to (?:still )?be (?:still )?(?:here|alive)|years (?:today )?since (?:i|my) "
     r"(?:tried|attempt|overdose)|(?:barely|do not|hardly) recognise (?:that|the|her|him|myself)|"
-    r"i am (?:fine|okay|ok|well) (?:with that|now))\b"
+    r"i am (?:fine|okay|ok|well) (?:with that|now)|"
+    r"(?:have|has) been (?:well|fine|okay|ok|safe|stable|clean) for (?:\d+|\w+) (?:years|yrs))\b"
 )
 
 

@@ -105,6 +105,7 @@ def test_crisis_statements_are_crisis(text: str, category: str) -> None:
         # A figure of speech set against something trivial.
         "I'd sooner jump off a cliff than sit through another budget meeting",
         "id rather jump off a bridge than do karaoke at the work party",
+        "i self harmed at school, and i've been well for 15 years now",
     ],
 )
 def test_denials_and_softened_statements_are_at_most_caution(text: str) -> None:
@@ -126,6 +127,7 @@ def test_denials_and_softened_statements_are_at_most_caution(text: str) -> None:
         "I had a good day today and slept well",
         "see you on the other side of the exams",
         "we paddled in the sea up to our knees",
+        "i think i overdosed on caffeine, four espressos before ten",
         "",
     ],
 )
@@ -158,7 +160,9 @@ def test_normalise_undoes_contractions_accents_and_stretching() -> None:
         "I would rather jump off a bridge than go on like this",
         "i'd sooner jump off the roof than face tomorrow",
         "I'm closer to jumping off the bridge than ever",
+        "i overdosed on my tablets",
+        "I overdosed on the sleeping pills an hour ago",
     ],
 )
-def test_a_comparison_with_living_itself_stays_a_crisis(text: str) -> None:
+def test_a_comparison_with_living_or_an_overdose_on_medicine_stays_a_crisis(text: str) -> None:
     assert detect(text).level == "crisis"
