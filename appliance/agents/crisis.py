@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from appliance.agents.framing import CAPS_CLAUSE, NEGATION, NOT_NEGATION, framed, framing
+from appliance.agents.framing import CAPS_CLAUSE, NEGATION, NOT_NEGATION, framed, told_as_past
 from appliance.agents.normalise import STRETCHED, normalise
 from appliance.agents.screen import compile_screen
 from appliance.config.schema import CrisisCategory
@@ -296,7 +296,7 @@ def detect(text: str) -> CrisisSignal:
         if found.is_crisis and framed(clause) in CAPS_CLAUSE:  # "I have no thoughts of ..."
             found = CrisisSignal("caution", found.categories)
         signal = signal.merge(found)
-    if signal.is_crisis and framing(text) == "past":  # "I used to cut; clean for three years"
+    if signal.is_crisis and told_as_past(text):  # "I used to cut; clean for three years"
         return CrisisSignal("caution", signal.categories)
     return signal
 

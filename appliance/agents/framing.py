@@ -67,7 +67,8 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"(?:decade|years?|months?|\d{3,} days) since i last|(?:\d+|\w+) (?:years|months) since my|"
         r"a long time ago|long ago|through my (?:childhood|teens|twenties)|as an adult|"
         r"my (?:suicidal|lost|troubled|whole|entire|early|late) (?:teens|twenties|teenage years|childhood)|"
-        r"(?:the|that) time (?:when )?i (?:tried|overdosed|attempted|wanted)|"
+        r"(?:the|that) (?:time|summer|winter|spring|autumn|year|night) (?:when )?i "
+        r"(?:tried|overdosed|attempted|wanted)|"
         r"that (?:christmas|summer|winter|spring|autumn|year) i|"
         r"(?:teenage|younger|past) me|the \w+ version of me|myself at \d+|"
         r"i remember (?:being|when i was)|went through a (?:period|phase|stage|time)|"
@@ -90,7 +91,11 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
         r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
         r"mum|mom|dad)s? (?:\w+ )?(?:talks|wrote|says|said|asked) about|"
-        r"warning signs|protocol|journalists?|volunteer\w*|training to be)\b"
+        r"warning signs|protocol|journalists?|volunteer\w*|training to be|"
+        r"(?:a|one of my|one of our) (?:patients?|clients?|residents?|pupils?|service users?) "
+        r"(?:on|in|at) (?:my|our|the) (?:ward|unit|clinic|practice|surgery|home|shift)|"
+        r"a (?:kid|boy|girl|child|lad|student|pupil) in (?:my|our) (?:[\w']+ ){0,2}(?:class|school|"
+        r"year) (?:said|says|told|tells|brought|keeps|is|was|has|had|posted|wrote|talks|tried))\b"
     ),
     "accident": re.compile(
         r"\b(?:by accident|accidentally|by mistake|chopping|(?<!not for )(?:cooking|shaving)|washing up|"
@@ -127,14 +132,15 @@ _OVER = re.compile(
     r"lucky to (?:still )?be (?:still )?(?:here|alive)|years (?:today )?since (?:i|my) "
     r"(?:tried|attempt|overdose)|(?:barely|do not|hardly) recognise (?:that|the|her|him|myself)|"
     r"i am (?:fine|okay|ok|well) (?:with that|now)|"
-    r"(?:have|has) been (?:well|fine|okay|ok|safe|stable|clean) for (?:\d+|\w+) (?:years|yrs))\b"
+    r"(?:have|has) been (?:well|fine|okay|ok|safe|stable|clean) for (?:\d+|\w+) (?:years|yrs)|"
+    r"\d{3,} days since i last|(?:he|she|they) (?:is|are) long gone)\b"
 )
 
 
 # Harm aimed at the person writing: a third-person opening ("my dad says ...") is not a cue then.
 _TO_ME = re.compile(
     r"\b(?:hurt|hurts|kill|hit|hits|beat|beats|punch|punches|kick|kicks|burn|burns|burned|touch|"
-    r"touches|touched|choke|chokes|choked) me\b"
+    r"touches|touched|choke|chokes|choked|stab|stabs|shoot|shoots|attack|attacks) me\b"
 )
 
 # The writer's own stated intent: no story or study word makes that someone else's.
@@ -152,15 +158,27 @@ def framing(text: str) -> Cue | None:
 
 def framed(joined: str) -> Cue | None:
     bare = NOT_NEGATION.sub(" ", joined)
-    for cue, pattern in _CUES.items():
-        if pattern.search(bare if cue == "negation" else joined):
-            if cue == "past" and (
-                _NOW.search(joined) or (_MAYBE_NOW.search(joined) and not _OVER.search(joined))
-            ):
-                continue
-            if cue in ("third_person", "accident") and _TO_ME.search(joined):
-                continue  # "my dad says he'll hurt me": harm aimed at the writer
-            if cue == "third_person" and _MY_INTENT.search(joined):
-                continue  # "after my exam tomorrow I'm going to kill myself"
+    for cue in _CUES:
+        if _holds(cue, joined, bare):
             return cue
     return None
+
+
+def told_as_past(text: str) -> bool:
+    """Whether the past cue holds, whichever cue `framing` would name first ("I'm safe, he's long
+    gone" is a denial as well)."""
+    joined = " . ".join(normalise(text))
+    return _holds("past", joined, joined)
+
+
+def _holds(cue: Cue, joined: str, bare: str) -> bool:
+    if not _CUES[cue].search(bare if cue == "negation" else joined):
+        return False
+    if cue == "past" and (
+        _NOW.search(joined) or (_MAYBE_NOW.search(joined) and not _OVER.search(joined))
+    ):
+        return False
+    if cue in ("third_person", "accident") and _TO_ME.search(joined):
+        return False  # "my dad says he'll hurt me": harm aimed at the writer
+    # "after my exam tomorrow I'm going to kill myself"
+    return not (cue == "third_person" and _MY_INTENT.search(joined))

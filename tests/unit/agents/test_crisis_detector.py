@@ -106,6 +106,10 @@ def test_crisis_statements_are_crisis(text: str, category: str) -> None:
         "I'd sooner jump off a cliff than sit through another budget meeting",
         "id rather jump off a bridge than do karaoke at the work party",
         "i self harmed at school, and i've been well for 15 years now",
+        # Past and safe now, though the safety is said first ("I'm safe" is a denial as well).
+        "the scar from when he choked me is barely visible now. i'm safe, he's long gone",
+        "today it's 1000 days since i last hurt myself",
+        "i think about the summer i tried to end it whenever i smell cut grass",
     ],
 )
 def test_denials_and_softened_statements_are_at_most_caution(text: str) -> None:
@@ -161,6 +165,8 @@ def test_normalise_undoes_contractions_accents_and_stretching() -> None:
         "i'd sooner jump off the roof than face tomorrow",
         "I'm closer to jumping off the bridge than ever",
         "i overdosed on my tablets",
+        "the summer i tried to end it was awful and now i want to end it again",
+        "it has been 30 days since i last cut and tonight i cut myself again",
         "I overdosed on the sleeping pills an hour ago",
     ],
 )

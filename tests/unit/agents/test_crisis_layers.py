@@ -144,6 +144,10 @@ def test_framing_cues_name_what_they_saw() -> None:
     assert framing("my brother says he wants to die") == "third_person"
     assert framing("i burned my hand cooking by accident") == "accident"
     assert framing("this homework is killing me lol") == "idiom"
+    assert framing("a patient on my ward said she was saving up her pills") == "third_person"
+    assert framing("a kid in my son's class said he'd stab someone") == "third_person"
+    assert framing("a boy in my class keeps saying he will stab me") is None  # aimed at the writer
+    assert framing("there's a kid in my class i want to hurt, i've planned it") is None
 
 
 def test_a_plan_spread_over_two_messages_is_found_with_the_context(
