@@ -333,10 +333,11 @@ def _level(clause: str, pattern: re.Pattern[str]) -> Level:
     """`crisis` if any match stands plainly, `caution` if every match is denied or softened."""
     level: Level = "none"
     for match in pattern.finditer(clause):
+        before = _words_before(clause, match.start())
         if (
-            _negated(clause, match.start())
+            _negated(before)
             or _SOFTENER.match(clause, match.end())
-            or _compared(clause, match)
+            or _compared(before, clause, match.end())
         ):
             level = "caution"
         else:
@@ -344,15 +345,18 @@ def _level(clause: str, pattern: re.Pattern[str]) -> Level:
     return level
 
 
-def _compared(clause: str, match: re.Match[str]) -> bool:
+def _words_before(clause: str, start: int) -> str:
+    """The few words before a phrase, where a denial or a comparison would stand."""
+    return " ".join(clause[:start].split()[-_NEGATION_WINDOW:])
+
+
+def _compared(before: str, clause: str, end: int) -> bool:
     """A comparison, "I'd sooner jump off a cliff than do karaoke", is a figure of speech, unless
     what it is set against is living itself ("I'd rather jump than go on like this")."""
-    window = " ".join(clause[: match.start()].split()[-_NEGATION_WINDOW:])
-    return _RATHER.search(window) is not None and _THAN.match(clause, match.end()) is not None
+    return _RATHER.search(before) is not None and _THAN.match(clause, end) is not None
 
 
-def _negated(clause: str, start: int) -> bool:
-    window = " ".join(clause[:start].split()[-_NEGATION_WINDOW:])
-    if not window:
+def _negated(before: str) -> bool:
+    if not before:
         return False
-    return NEGATION.search(NOT_NEGATION.sub(" ", window)) is not None
+    return NEGATION.search(NOT_NEGATION.sub(" ", before)) is not None

@@ -19,6 +19,11 @@ NOT_NEGATION = re.compile(r"\b(?:not stop|never stop|no longer|not help|no one|n
 
 Cue = Literal["negation", "past", "third_person", "accident", "idiom"]
 
+# Told as finished, whatever else the message says about today: in the past cue and in `_OVER`.
+_WELL_SINCE = (
+    r"(?:have|has) been (?:well|fine|okay|ok|safe|stable|clean) for (?:\d+|\w+) (?:years|yrs)"
+)
+
 _STOP_WORDS = r"(?:\w+ ){0,3}"
 _CUES: dict[Cue, re.Pattern[str]] = {
     "negation": re.compile(
@@ -78,8 +83,7 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"(?:before|since) (?:uni|university|college|high school)|from year \d+|"
         r"when i was (?:really |so |very )?(?:ill|unwell|sick|homeless|drinking|using|depressed)|"
         r"back in (?:school|uni|college|the day)|(?:it|they|that) faded|"
-        r"my old (?:suicide )?(?:notes?|notebooks?|letters?)|"
-        r"(?:have|has) been (?:well|fine|okay|ok|safe|stable|clean) for (?:\d+|\w+) (?:years|yrs))\b"
+        rf"my old (?:suicide )?(?:notes?|notebooks?|letters?)|{_WELL_SINCE})\b"
     ),
     "third_person": re.compile(
         r"\b(?:my (?:\w+ )?(?:friend|brother|sister|son|daughter|cousin|roommate|coworker|patient|"
@@ -131,8 +135,7 @@ _OVER = re.compile(
     r"in remission|(?:\d+|\w+) (?:years|yrs) later|(?:that|it) was (?:\w+ ){0,2}(?:years|yrs) ago|"
     r"lucky to (?:still )?be (?:still )?(?:here|alive)|years (?:today )?since (?:i|my) "
     r"(?:tried|attempt|overdose)|(?:barely|do not|hardly) recognise (?:that|the|her|him|myself)|"
-    r"i am (?:fine|okay|ok|well) (?:with that|now)|"
-    r"(?:have|has) been (?:well|fine|okay|ok|safe|stable|clean) for (?:\d+|\w+) (?:years|yrs)|"
+    rf"i am (?:fine|okay|ok|well) (?:with that|now)|{_WELL_SINCE}|"
     r"\d{3,} days since i last|(?:he|she|they) (?:is|are) long gone)\b"
 )
 
