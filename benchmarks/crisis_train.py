@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/crisis_train.py     # writes appliance/agents/crisis_head.npz
 
-The vectors are the encoder's, as the appliance builds it, with the packaged adapter or the one
+The vectors are the encoder's, as the appliance builds it (int8 layers), with the packaged adapter or the one
 `--adapter` names (`crisis_finetune.py` writes them; run it first when the corpus changes).
 Deterministic: the same corpus, encoder and adapter give the same head (fixed seeds, full-batch
 steps).
@@ -44,7 +44,7 @@ from appliance.agents.classifier import (
     Head,
 )
 from appliance.agents.crisis import detect
-from appliance.agents.encoder import SEGMENT_TOKENS, Encoder, packaged_adapter
+from appliance.agents.encoder import classifier_encoder, packaged_adapter
 from appliance.agents.framing import framing
 from benchmarks.crisis_data import Example, load
 
@@ -235,7 +235,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     cap = args.max_fpr
-    encoder = Encoder(max_tokens=SEGMENT_TOKENS, adapter=packaged_adapter(args.adapter))
+    encoder = classifier_encoder(packaged_adapter(args.adapter))
     classifier = CrisisClassifier(
         encoder, head_of([np.zeros((384, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
     )

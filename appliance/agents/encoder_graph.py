@@ -7,12 +7,19 @@ tensors (`encoder.layer.3.intermediate.dense.weight`, held as external data); `e
 them in at load, with the crisis adapter's delta merged, so the package ships only the graph
 (tens of kilobytes) and the MiniLM file stays the one copy of the weights.
 
+A second graph, `minilm_int8.onnx`, runs each linear map as onnxruntime's `DynamicQuantizeMatMul`:
+the matrix held as int8 with one scale per output column (`<matrix>.int8`, `<matrix>.scale`), the
+activations quantized to uint8 on the fly. On a CPU with VNNI the products cost well under half as
+much, and the vectors stay within a few thousandths of the float graph's (the crisis head is trained
+on the int8 encoder's vectors, so it reads what the appliance computes). The float graph stays the
+one checked against transformers, and the one the adapter is fitted through.
+
 Inputs: `x` (n, 384), the embedded and normalised word pieces of one or more segments laid end to
 end; `mask` (n, n), 0 where a piece may attend and -1e9 where not. Output: `hidden` (n, 384).
 
 Building needs the `onnx` package (a development dependency); the appliance only reads the file.
 Rebuild after changing this module: `python -m appliance.agents.encoder_graph`, and a test checks
-that the packaged file is what this module builds.
+that the packaged files are what this module builds.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 GRAPH_FILE = "minilm.onnx"
+QUANTIZED_GRAPH_FILE = "minilm_int8.onnx"
 LAYERS = 6
 HEADS = 12
 WIDTH = 384
@@ -47,36 +55,44 @@ def matrix_name(layer: int, module: str) -> str:
     return f"encoder.layer.{layer}.{module}.matrix"
 
 
-def weight_names() -> list[tuple[str, tuple[int, ...]]]:
-    """Every tensor the graph expects from outside, with its shape."""
+def weight_names(quantized: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+    """Every tensor the graph expects from outside, with its shape. In the quantized graph each
+    matrix comes as `<matrix>.int8` (in, out) and its column scales `<matrix>.scale` (out,)."""
     names: list[tuple[str, tuple[int, ...]]] = []
     for layer in range(LAYERS):
         p = f"encoder.layer.{layer}."
         for module, (n_in, n_out) in LINEAR_MAPS:
-            names += [(matrix_name(layer, module), (n_in, n_out)), (f"{p}{module}.bias", (n_out,))]
+            matrix = matrix_name(layer, module)
+            if quantized:
+                names += [(f"{matrix}.int8", (n_in, n_out)), (f"{matrix}.scale", (n_out,))]
+            else:
+                names.append((matrix, (n_in, n_out)))
+            names.append((f"{p}{module}.bias", (n_out,)))
         for norm in NORMS:
             names += [(f"{p}{norm}.weight", (WIDTH,)), (f"{p}{norm}.bias", (WIDTH,))]
     return names
 
 
-def build() -> Any:
-    """The graph as an `onnx.ModelProto`."""
+def build(quantized: bool = False) -> Any:
+    """The graph as an `onnx.ModelProto`; with `quantized`, its linear maps in int8."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
     nodes: list[Any] = []
 
     def node(op: str, inputs: list[str], output: str, **attributes: Any) -> str:
-        domain = "com.microsoft" if op == "Gelu" else ""
+        domain = "com.microsoft" if op in ("Gelu", "DynamicQuantizeMatMul") else ""
         nodes.append(
             helper.make_node(op, inputs, [output], name=output, domain=domain, **attributes)
         )
         return output
 
     def external(name: str, shape: tuple[int, ...]) -> Any:
-        tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=list(shape))
+        int8 = name.endswith(".int8")
+        kind = TensorProto.INT8 if int8 else TensorProto.FLOAT
+        tensor = TensorProto(name=name, data_type=kind, dims=list(shape))
         tensor.data_location = TensorProto.EXTERNAL
-        size = 4 * int(np.prod(shape))
+        size = (1 if int8 else 4) * int(np.prod(shape))
         for key, value in (("location", "weights"), ("offset", "0"), ("length", str(size))):
             entry = tensor.external_data.add()
             entry.key, entry.value = key, value
@@ -100,6 +116,10 @@ def build() -> Any:
         p = f"encoder.layer.{layer}."
 
         def linear(source: str, module: str, p: str = p, layer: int = layer) -> str:
+            if quantized:
+                matrix = matrix_name(layer, module)
+                inputs = [source, f"{matrix}.int8", f"{matrix}.scale", "", f"{p}{module}.bias"]
+                return node("DynamicQuantizeMatMul", inputs, f"{p}{module}.out")
             product = node("MatMul", [source, matrix_name(layer, module)], f"{p}{module}.product")
             return node("Add", [product, f"{p}{module}.bias"], f"{p}{module}.out")
 
@@ -129,7 +149,7 @@ def build() -> Any:
             helper.make_tensor_value_info("mask", float_input, ["n", "n"]),
         ],
         [helper.make_tensor_value_info("hidden", float_input, ["n", WIDTH])],
-        constants + [external(name, shape) for name, shape in weight_names()],
+        constants + [external(name, shape) for name, shape in weight_names(quantized)],
     )
     model = helper.make_model(
         graph,
@@ -140,16 +160,21 @@ def build() -> Any:
     return model
 
 
-def packaged_graph() -> bytes:
+def graph_file(quantized: bool = False) -> str:
+    return QUANTIZED_GRAPH_FILE if quantized else GRAPH_FILE
+
+
+def packaged_graph(quantized: bool = False) -> bytes:
     """The packaged graph's bytes."""
-    return (resources.files("appliance.agents") / GRAPH_FILE).read_bytes()
+    return (resources.files("appliance.agents") / graph_file(quantized)).read_bytes()
 
 
 def main() -> int:
-    target = Path(__file__).with_name(GRAPH_FILE)
-    data = build().SerializeToString()
-    target.write_bytes(data)
-    print(f"wrote {target.name} ({len(data)} bytes)")
+    for quantized in (False, True):
+        target = Path(__file__).with_name(graph_file(quantized))
+        data = build(quantized).SerializeToString()
+        target.write_bytes(data)
+        print(f"wrote {target.name} ({len(data)} bytes)")
     return 0
 
 

@@ -1,28 +1,82 @@
-"""The encoder's packaged ONNX graph: it is what `encoder_graph.build` makes, it names only tensors
-the MiniLM file holds, and the six layers it runs say what the layers say written out in numpy."""
+"""The encoder's packaged ONNX graphs: they are what `encoder_graph.build` makes, they name only
+tensors the MiniLM file holds, the six layers the float graph runs say what the layers say written
+out in numpy, and the int8 graph stays close to the float one."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 
-from appliance.agents.encoder import Encoder, mapped_tensors, model_dir
+from appliance.agents.encoder import (
+    Encoder,
+    mapped_tensors,
+    model_dir,
+    packaged_adapter,
+    quantize_columns,
+)
 from appliance.agents.encoder_graph import build, packaged_graph, weight_names
 
+TEXTS = [
+    "i'm standing on the multi storey roof and nobody knows where i am",
+    "what should i cook tonight",
+    "I gave the cat to my sister and wrote letters for everyone",
+    "this deadline is killing me lol",
+    "a",
+]
 
-def test_the_packaged_graph_is_what_the_builder_makes() -> None:
-    packaged = onnx.load_model_from_string(packaged_graph())
-    assert packaged == build(), "rebuild it: python -m appliance.agents.encoder_graph"
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_the_packaged_graph_is_what_the_builder_makes(quantized: bool) -> None:
+    packaged = onnx.load_model_from_string(packaged_graph(quantized))
+    assert packaged == build(quantized), "rebuild it: python -m appliance.agents.encoder_graph"
 
 
-def test_every_weight_the_graph_expects_is_in_the_model_file() -> None:
+@pytest.mark.parametrize("quantized", [False, True])
+def test_every_weight_the_graph_expects_is_in_the_model_file(quantized: bool) -> None:
     stored = mapped_tensors(model_dir() / "model.safetensors")
-    for name, shape in weight_names():
-        if name.endswith(".matrix"):  # the stored [out, in] tensor, handed in as (in, out)
-            source = name.removesuffix(".matrix") + ".weight"
+    for name, shape in weight_names(quantized):
+        if name.endswith((".matrix", ".matrix.int8")):  # the [out, in] tensor, as (in, out)
+            source = name.removesuffix(".int8").removesuffix(".matrix") + ".weight"
             assert tuple(reversed(stored[source].shape)) == shape, name
+        elif name.endswith(".matrix.scale"):  # one scale per output column
+            source = name.removesuffix(".matrix.scale") + ".weight"
+            assert (stored[source].shape[0],) == shape, name
         else:
             assert stored[name].shape == shape, name
+
+
+def test_columns_quantize_to_within_half_a_step() -> None:
+    rng = np.random.default_rng(5)
+    matrix = rng.normal(0, 0.05, (384, 96)).astype(np.float32)
+    matrix[:, 3] = 0.0  # an empty column gets a tiny scale, not a division by zero
+    matrix[7, 9] = 4.0  # an outlier widens its own column's step only
+    q, scale = quantize_columns(matrix)
+    assert q.dtype == np.int8 and scale.shape == (96,)
+    assert np.abs(q).max() == 127 and not q[:, 3].any()
+    error = np.abs(q * scale - matrix)
+    assert (error <= scale / 2 + 1e-7).all()
+    assert scale[9] > 10 * scale[8]
+
+
+def test_the_int8_encoder_stays_close_to_the_float_one() -> None:
+    adapter = packaged_adapter()
+    exact = Encoder(max_tokens=64, adapter=adapter)
+    int8 = Encoder(max_tokens=64, adapter=adapter, quantized=True)
+    a, b = exact.encode(TEXTS), int8.encode(TEXTS)
+    cosine = (a * b).sum(axis=1)
+    assert (cosine > 0.98).all(), cosine
+    # Each text is still nearer its own float vector than any other text's.
+    assert ((a @ b.T).argmax(axis=0) == np.arange(len(TEXTS))).all()
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_int8_encoder_reads_each_segment_alone() -> None:
+    int8 = Encoder(max_tokens=64, quantized=True)
+    segments = [int8.tokens(t) for t in TEXTS]
+    together = int8.encode_segments(segments)
+    for i, segment in enumerate(segments):
+        assert np.array_equal(together[i], int8.encode_segments([segment])[0])
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
