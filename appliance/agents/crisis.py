@@ -17,7 +17,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from appliance.agents.framing import CAPS_CLAUSE, NEGATION, NOT_NEGATION, framed, told_as_past
+from appliance.agents.framing import (
+    ANSWERED_NO,
+    CAPS_CLAUSE,
+    NEGATION,
+    NOT_NEGATION,
+    framed,
+    told_as_past,
+)
 from appliance.agents.normalise import STRETCHED, normalise
 from appliance.agents.screen import compile_screen
 from appliance.config.schema import CrisisCategory
@@ -262,6 +269,9 @@ _SOFTENER = re.compile(
     r"laughing|of (?:embarrassment|laughter|shame|boredom)|deeply|emotionally|so much)\b"
 )
 _NEGATION_WINDOW = 4  # words before the phrase
+# A question someone asked ("my GP asked if I felt like harming myself"), when the message says the
+# answer was no: the phrase is then at most a caution. Answered yes, or not answered, it stands.
+_ASKED = re.compile(r"\b(?:asked|asks|asking) (?:me |us )?(?:if|whether) (?:\w+ ){0,6}$")
 _RATHER = re.compile(r"\b(?:rather|sooner)\b")
 _THAN = re.compile(
     r" than (?!(?:\w+ )?(?:live|living|go on|going on|keep|carry on|be here|be alive|stay|face|"
@@ -291,8 +301,9 @@ def detect(text: str) -> CrisisSignal:
         clauses += normalise(text, repeats=1)
     if _SCREEN.search("\n".join(clauses)) is None:  # the usual case: no phrase in any clause
         return NO_SIGNAL
+    asked_no = ANSWERED_NO.search(" . ".join(clauses)) is not None
     for clause in clauses:
-        found = _clause_signal(clause)
+        found = _clause_signal(clause, asked_no)
         if found.is_crisis and framed(clause) in CAPS_CLAUSE:  # "I have no thoughts of ..."
             found = CrisisSignal("caution", found.categories)
         signal = signal.merge(found)
@@ -308,13 +319,13 @@ def detect_all(texts: list[str]) -> CrisisSignal:
     return signal
 
 
-def _clause_signal(clause: str) -> CrisisSignal:
+def _clause_signal(clause: str, asked_no: bool = False) -> CrisisSignal:
     if _SCREEN.search(clause) is None:  # proves no phrase matches
         return NO_SIGNAL
     crisis: list[CrisisCategory] = []
     caution: list[CrisisCategory] = []
     for category, pattern in _CRISIS_RE.items():
-        level = _level(clause, pattern)
+        level = _level(clause, pattern, asked_no)
         if level == "crisis":
             crisis.append(category)
         elif level == "caution":
@@ -329,13 +340,15 @@ def _clause_signal(clause: str) -> CrisisSignal:
     return NO_SIGNAL
 
 
-def _level(clause: str, pattern: re.Pattern[str]) -> Level:
-    """`crisis` if any match stands plainly, `caution` if every match is denied or softened."""
+def _level(clause: str, pattern: re.Pattern[str], asked_no: bool = False) -> Level:
+    """`crisis` if any match stands plainly, `caution` if every match is denied, softened, or a
+    question the message answers no (`asked_no`)."""
     level: Level = "none"
     for match in pattern.finditer(clause):
         before = _words_before(clause, match.start())
         if (
             _negated(before)
+            or (asked_no and _ASKED.search(clause, 0, match.start()))
             or _SOFTENER.match(clause, match.end())
             or _compared(before, clause, match.end())
         ):

@@ -15,7 +15,12 @@ from appliance.agents.normalise import normalise
 # Words that, shortly before a crisis phrase in the same clause, turn it into a denial.
 NEGATION = re.compile(r"\b(?:not|never|no|nor|without)\b")
 # ...unless part of a phrase that makes it worse, not better.
-NOT_NEGATION = re.compile(r"\b(?:not stop|never stop|no longer|not help|no one|no reason)\b")
+NOT_NEGATION = re.compile(
+    r"\b(?:not stop|never stop|no longer|not help|no one|no reason|"
+    # "I'm not planning on being here much longer", "I don't want to die but I can't go on"
+    r"not (?:\w+ ){0,3}(?:here|around) (?:much |for )?(?:longer|long)|"
+    r"(?:do not|dont) want to die but)\b"
+)
 
 Cue = Literal["negation", "past", "third_person", "accident", "idiom"]
 
@@ -23,6 +28,14 @@ Cue = Literal["negation", "past", "third_person", "accident", "idiom"]
 _WELL_SINCE = (
     r"(?:have|has) been (?:well|fine|okay|ok|safe|stable|clean) for (?:\d+|\w+) (?:years|yrs)"
 )
+
+# Someone asked the writer, and the answer was no ("my GP asked if I felt like harming myself and
+# I said no"): a denial, and it lets the phrase lists read the asked phrase as a question.
+_ANSWERED_NO = (
+    r"\b(?:asked|asks) (?:me )?(?:if|whether) .{0,80}?\b(?:(?:and|but) (?:i )?(?:said|told "
+    r"(?:him|her|them)) no|(?:honestly|truthfully|and) no|(?:and|but) i am not(?= \.|$))\b"
+)
+ANSWERED_NO = re.compile(_ANSWERED_NO)
 
 _STOP_WORDS = r"(?:\w+ ){0,3}"
 _CUES: dict[Cue, re.Pattern[str]] = {
@@ -33,23 +46,26 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"thoughts? (?:of|about)|urges?|intention|plan to|unsafe|being (?:abused|hurt)|"
         r"hurting me|an option|crossed my mind|thought about (?:suicide|ending|killing)|"
         r"(?:harm|hurt)(?:ing)? (?:myself|anyone|him|her|them|a fly))\b"
+        rf"|{_ANSWERED_NO}"
         r"|\bi (?:am|feel) safe\b|\bnobody is hurting me\b|\bno one is hurting me\b"
     ),
     "past": re.compile(
-        r"\b(?:used to|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in |at )|"
+        r"\b(?:(?<!where we )(?<!where i )(?<!we )used to(?! never)|years ago|a year ago|decade ago|when i was (?:a |younger|little|\d+|in |at )|"
         r"as a (?:teen|teenager|kid|child)|"
         r"back (?:then|in \d+)|in (?:high school|college|(?:19|20)\d\d)|"
+        r"(?:through|during) (?:most of |all of )?(?:secondary|high|middle) school|"
+        r"last time i (?:\w+ ){1,3}was (?:in )?(?:19|20)\d\d|"
         r"in my (?:early |mid |late )?(?:teens|twenties|thirties|forties|20s|30s|40s)|"
         r"my old (?:diary|diaries|journals?|self)|my recovery|recovery (?:programme|program|journey)|"
         r"(?:clean|free|sober) (?:for|since)|been clean|(?:self harm|suicide|cut\w*) free|"
         r"(?:have|has) not (?:cut|hurt|self harmed)|(?:i am|i have been|i have) (?:recovered|in recovery)|"
-        r"(?:that|it) passed|(?<!annoyed )(?<!gutted )(?<!upset )(?<!angry )i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
+        r"(?:that|it) passed|(?<!annoyed )(?<!gutted )(?<!upset )(?<!angry )(?<!while )i am still here|worked through|got through (?:my|it|that)|not like that (?:any ?more|now)|"
         r"(?:is|are|it is) (?:behind me|in the past)|(?:much|so much) better (?:now|since)|"
         r"i am (?:okay|ok|safe|stable|healthy|well|doing (?:well|better|okay)) now|"
         r"(?:clean|free|sober) (?:\d+|\w+) (?:days|weeks|months|years)|as a \d+ (?:yo|year old)|"
         r"in a (?:much )?better place|"
         r"(?:a )?long time since i|(?:it|that|they) (?:have |has )?passed|"
-        r"(?:days|weeks|months|years) (?:free|clean|sober)|how far i have come|back when|"
+        r"(?:days|weeks|months|years) (?:free|clean|sober)|how far i have come|(?<!go )(?<!come )(?<!be )(?<!get )back when|"
         r"(?:am|feel|feeling) (?:much|so much|a lot|way) better|"
         r"(?:glad|grateful|thankful) (?:i am still here|i stayed|i survived|i never|someone)|"
         r"found (?:better|healthier|other|new) ways to cope|"
@@ -90,12 +106,13 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"student|girlfriend|boyfriend|aunt|uncle|neighbou?r|grandma|nan|classmate|partner|dad|"
         r"mum|mom)s? (?:says|said|told|texted|posted|sent|keeps saying|wants|wrote|burns|self harms|cuts|"
         r"overdosed|talks|is on|is cutting|is self harming|is suicidal|has been cutting)|"
-        r"essay|thesis|assignment|coursework|(?:the|my) research|research (?:says|shows|paper)|article|novel|book|film|movie|documentary|podcast|character|"
+        r"essay|thesis|assignment|coursework|(?:the|my) research|research (?:says|shows|paper)|article|novel|book(?! (?:a|an|the|my|in|it|me|us|tickets?|flights?|trains?|rooms?|tables?)\b)|film|movie|documentary|podcast|character|"
         r"story|screenplay|lecture|exam|presentation|the news|report(?! card)|video game|the game|poem|song|"
         r"asking for (?:a friend|my)|how (?:do|can|should) i (?:help|support|talk|ask|tell)|"
         r"my (?:\w+ )?(?:friend|brother|sister|son|daughter|student|patient|grandma|grandpa|"
         r"mum|mom|dad)s? (?:\w+ )?(?:talks|wrote|says|said|asked) about|"
-        r"warning signs|protocol|journalists?|volunteer\w*|training to be|"
+        r"warning signs (?:of|for|to|that|in)|asking as a (?:\w+ )?(?:parent|mum|mom|dad|teacher|"
+        r"friend|nurse|carer|colleague)|protocol|journalists?|volunteer\w*|training to be|"
         r"(?:a|one of my|one of our) (?:patients?|clients?|residents?|pupils?|service users?) "
         r"(?:on|in|at) (?:my|our|the) (?:ward|unit|clinic|practice|surgery|home|shift)|"
         r"a (?:kid|boy|girl|child|lad|student|pupil) in (?:my|our) (?:[\w']+ ){0,2}(?:class|school|"
@@ -110,7 +127,7 @@ _CUES: dict[Cue, re.Pattern[str]] = {
     ),
     "idiom": re.compile(
         r"\b(?:lol|lmao|haha\w*|jk|this (?:homework|exam|traffic|heat|diet|cold|song|weather)|"
-        r"(?<!up to )my (?:feet|knees|back)|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
+        r"my (?:feet|knees|back|legs|head) (?:is |are )?(?:killing|murdering) me|my (?:phone|laptop|battery) (?:is dying|died)|kill(?:ing|ed)? (?:it|time|the lights)|"
         r"dying (?:to|of|laughing)|dead tired|(?:is|are) to die for|could (?:murder|die)|"
         r"i would kill for|shoot(?:ing)? (?:for|my shot|you)|end (?:it|things) with (?:my|him|her)|"
         r"ending my (?:gym|membership|subscription|contract)|going to (?:kill|murder) me)\b"
@@ -144,6 +161,36 @@ _OVER = re.compile(
 _TO_ME = re.compile(
     r"\b(?:hurt|hurts|kill|hit|hits|beat|beats|punch|punches|kick|kicks|burn|burns|burned|touch|"
     r"touches|touched|choke|chokes|choked|stab|stabs|shoot|shoots|attack|attacks) me\b"
+)
+
+# Done on purpose, or done to the writer by someone: an injury then is no accident, however the
+# message asks about it ("is that normal?").
+_NOT_ACCIDENT = re.compile(
+    r"\b(?:on purpose|deliberately|intentionally|to myself|"
+    r"(?:he|she|they) (?:\w+ ){0,2}(?:hit|hits|hurt|hurts|smashed|smashes|broke|breaks|grabbed|"
+    r"grabs|choked|chokes|strangled|pushed|pushes|shoved|slapped|slaps|threw|throws|threatened|"
+    r"threatens|locked|locks|put (?:his|her|their) hands))\b"
+)
+
+# A wish not to be alive: denying a plan or an act ("I'm not going to do anything") does not deny
+# that.
+_STILL_WISH = re.compile(
+    r"\b(?:(?:to )?not (?:be|being) alive|not (?:to )?exist|not wake up|take me in my sleep|"
+    r"(?:do not|don't|dont) want to (?:be alive|exist|wake up|live))\b"
+)
+
+# A wish about the writer's own life, however the message frames it ("I see the news about crashes
+# and think why couldn't it have been me"; "I wish I'd died when I was a baby").
+_MY_WISH = re.compile(
+    r"\b(?:why (?:could not|couldnt|was not|wasnt|did not|didnt) (?:it|that) (?:have been|be|been) me|"
+    r"wish (?:it|that) (?:was|were|had been|could have been) me|"
+    r"wish (?:i|that i) (?:had |would have |would |could have )?(?:died|never been born|not (?:been born|survived|woken up)))\b"
+)
+
+# Not for a story: the study word is denied ("it's not for a story").
+_NOT_A_STORY = re.compile(
+    r"\bnot (?:for|in|about|part of) (?:a |an |the |my |some )?(?:\w+ )?(?:story|novel|book|essay|"
+    r"film|movie|assignment|coursework|research|character|poem|song|game)\b"
 )
 
 # The writer's own stated intent: no story or study word makes that someone else's.
@@ -183,5 +230,13 @@ def _holds(cue: Cue, joined: str, bare: str) -> bool:
         return False
     if cue in ("third_person", "accident") and _TO_ME.search(joined):
         return False  # "my dad says he'll hurt me": harm aimed at the writer
+    if cue == "accident" and _NOT_ACCIDENT.search(joined):
+        return False
+    if cue == "negation" and _STILL_WISH.search(joined):
+        return False
+    if cue in ("third_person", "past") and _MY_WISH.search(joined):
+        return False
+    if cue == "third_person" and _NOT_A_STORY.search(joined):
+        return False
     # "after my exam tomorrow I'm going to kill myself"
     return not (cue == "third_person" and _MY_INTENT.search(joined))

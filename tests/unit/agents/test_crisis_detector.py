@@ -23,6 +23,9 @@ from appliance.agents.normalise import normalise
         ("I can't stop thinking about killing myself", "suicide"),
         ("Nothing would stop me from killing myself", "suicide"),
         ("I'm going to take all my pills", "suicide"),
+        # A question someone asked stands when the answer is yes, or not given.
+        ("my therapist asked if i wanted to kill myself and i said yes", "suicide"),
+        ("the nurse asked if i was suicidal. yes, every single day", "suicide"),
         ("kms", "suicide"),
         ("I want to k1ll mys3lf", "suicide"),
         ("I WANT TO DIEEEE", "suicide"),
@@ -110,6 +113,9 @@ def test_crisis_statements_are_crisis(text: str, category: str) -> None:
         "the scar from when he choked me is barely visible now. i'm safe, he's long gone",
         "today it's 1000 days since i last hurt myself",
         "i think about the summer i tried to end it whenever i smell cut grass",
+        # A question someone asked, answered no.
+        "my gp asked if i ever feel like hurting myself and i said no",
+        "the nurse asked whether i'm suicidal and honestly no",
     ],
 )
 def test_denials_and_softened_statements_are_at_most_caution(text: str) -> None:

@@ -150,6 +150,35 @@ def test_framing_cues_name_what_they_saw() -> None:
     assert framing("there's a kid in my class i want to hurt, i've planned it") is None
 
 
+@pytest.mark.parametrize(
+    ("text", "cue"),
+    [
+        ("my feet are killing me after that double shift", "idiom"),
+        ("sat on the car park wall with my feet hanging over the drop", None),
+        ("i'm reading a book about grief", "third_person"),
+        ("i'll book a room for the night and that'll be it", None),
+        ("i burnt my arm on the oven door, is that bad", "accident"),
+        ("i burnt my arm with a lighter on purpose, is that bad", None),
+        ("he grabbed my wrist so hard it swelled up, is that normal", None),
+        ("i'm not going to do anything stupid", "negation"),
+        ("i'm not going to do anything, i just don't want to wake up", None),
+        ("i'm not planning on being around much longer", None),
+        ("we used to come to this bridge as kids. i'm past the railing now", None),
+        ("i used to never notice how high the flats are", None),
+        ("i'll go back to the quarry when i've made my mind up", None),
+        ("asking for a novel, how long do you get for stabbing someone", "third_person"),
+        ("how long do you get for stabbing someone, not for a novel", None),
+        ("a crash on the news killed two people and i thought why couldn't it have been me", None),
+        ("i wish i'd died when i was little", None),
+        ("i self harmed all through high school, the scars have faded", "past"),
+        ("the last time i cut was in 2015", "past"),
+        ("my gp asked if i felt like hurting myself and i said no", "negation"),
+    ],
+)
+def test_framing_cues_hold_only_where_they_mean_what_they_say(text: str, cue: str | None) -> None:
+    assert framing(text) == cue
+
+
 def test_a_plan_spread_over_two_messages_is_found_with_the_context(
     detector: CrisisDetector,
 ) -> None:
