@@ -221,22 +221,22 @@ def told_as_past(text: str) -> bool:
     return _holds("past", joined, joined)
 
 
+# What stops each cue: words the cue cannot mean alongside. Harm aimed at the writer ("my dad says
+# he'll hurt me") is nobody else's story and no accident; a wish about the writer's own life is
+# neither someone else's nor over; "after my exam tomorrow I'm going to kill myself" is no study.
+_STOPPED_BY: dict[Cue, tuple[re.Pattern[str], ...]] = {
+    "negation": (_STILL_WISH,),
+    "past": (_NOW, _MY_WISH),
+    "third_person": (_TO_ME, _MY_WISH, _NOT_A_STORY, _MY_INTENT),
+    "accident": (_TO_ME, _NOT_ACCIDENT),
+    "idiom": (),
+}
+
+
 def _holds(cue: Cue, joined: str, bare: str) -> bool:
     if not _CUES[cue].search(bare if cue == "negation" else joined):
         return False
-    if cue == "past" and (
-        _NOW.search(joined) or (_MAYBE_NOW.search(joined) and not _OVER.search(joined))
-    ):
+    if any(stop.search(joined) for stop in _STOPPED_BY[cue]):
         return False
-    if cue in ("third_person", "accident") and _TO_ME.search(joined):
-        return False  # "my dad says he'll hurt me": harm aimed at the writer
-    if cue == "accident" and _NOT_ACCIDENT.search(joined):
-        return False
-    if cue == "negation" and _STILL_WISH.search(joined):
-        return False
-    if cue in ("third_person", "past") and _MY_WISH.search(joined):
-        return False
-    if cue == "third_person" and _NOT_A_STORY.search(joined):
-        return False
-    # "after my exam tomorrow I'm going to kill myself"
-    return not (cue == "third_person" and _MY_INTENT.search(joined))
+    # "two years clean today": a day in a long recovery only when a finished episode is named too.
+    return not (cue == "past" and _MAYBE_NOW.search(joined) and not _OVER.search(joined))
