@@ -174,6 +174,13 @@ def main() -> int:
         help="also write the last N epochs' adapters beside --out (NAME.epochE.npz), to choose "
         "among them with crisis_train.py --adapter on dev",
     )
+    parser.add_argument(
+        "--score-last",
+        type=int,
+        default=0,
+        help="score dev after the last N epochs only (0: after every epoch); early epochs are "
+        "never the one kept, and each scoring reads all of dev",
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -224,23 +231,25 @@ def main() -> int:
             optimiser.step()
             schedule.step()
             total += float(loss.detach()) * len(pick_)
+        line = f"epoch {epoch}: loss {total / len(segs):.4f}, {time.perf_counter() - began:.0f} s"
+        if epoch > args.epochs - args.keep_epochs:
+            kept = args.out.with_suffix(f".epoch{epoch}.npz")
+            np.savez_compressed(kept, rank=np.int64(args.rank), **export(adapters))
+            line += f"; wrote {kept.name}"
+        if args.score_last and epoch <= args.epochs - args.score_last:
+            print(line, flush=True)
+            continue
         crisis_head_eval = nn.Linear(384, 1)
         with torch.no_grad():
             crisis_head_eval.weight.copy_(crisis_head.weight * 10.0)
             crisis_head_eval.bias.copy_(crisis_head.bias)
         threshold, recall, fpr = dev_score(model, crisis_head_eval, dev, classifier, cls, sep)
-        print(
-            f"epoch {epoch}: loss {total / len(segs):.4f}, {time.perf_counter() - began:.0f} s; "
-            f"dev layered recall {recall:.3f}, FPR {fpr:.3f} at {threshold}",
-            flush=True,
-        )
-        if epoch > args.epochs - args.keep_epochs:
-            kept = args.out.with_suffix(f".epoch{epoch}.npz")
-            np.savez_compressed(kept, rank=np.int64(args.rank), **export(adapters))
-            print(f"  wrote {kept.name}", flush=True)
+        print(f"{line}; dev layered recall {recall:.3f}, FPR {fpr:.3f} at {threshold}", flush=True)
         if best is None or (recall, -fpr) > (best[1], -best[2]):
             best = (threshold, recall, fpr, epoch, export(adapters))
-    assert best is not None
+    if best is None:
+        print("no epoch ran: --epochs must be 1 or more", file=sys.stderr)
+        return 2
     np.savez_compressed(args.out, rank=np.int64(args.rank), **best[4])
     print(
         f"kept epoch {best[3]} (dev recall {best[1]:.3f}, FPR {best[2]:.3f}); "
