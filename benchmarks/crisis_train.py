@@ -22,6 +22,8 @@ The test split is never read here; `crisis_eval.py` reports on it.
   the head then trained on both; that estimate is steadier but, at a cap of 0.03, the threshold
   it picks (0.98) misses indirect crises the unit tests require, so the packaged head uses dev.
   The caution threshold (the grey zone's floor) is a fixed fraction of the crisis threshold.
+- The cue override: chosen with the crisis threshold, by the same rule, from `CUE_OVERRIDES`;
+  none (framing cues always cap) unless one finds `OVERRIDE_GAIN` more dev recall.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ CAUTION_FRACTION = 0.85
 # reply to someone who did not need one, a miss costs a generic reply to someone who did.
 MAX_FPR = 0.03
 THRESHOLDS = np.round(np.arange(0.995, 0.04, -0.005), 3)
+# How sure the classifier must be to stand against a framing cue (else the cues cap always).
+CUE_OVERRIDES = (0.999, 0.995, 0.99, 0.98, 0.95, 0.9)
+OVERRIDE_GAIN = 0.005
 
 
 def vectors(classifier: CrisisClassifier, example: Example) -> np.ndarray:
@@ -133,21 +138,33 @@ def softmax_regression(x: np.ndarray, y: np.ndarray, k: int, strength: float) ->
     return theta
 
 
-def layered_score(example: Example, classifier_score: Callable[[], float]) -> float:
+def layered_score(
+    example: Example, classifier_score: Callable[[], float], cue_override: float | None = None
+) -> float:
     """The score a threshold compares for one example: 2 (always flagged) where the phrase lists
-    flag it, -1 (never) where a framing cue caps it, else `classifier_score()`, asked only then."""
+    flag it; where a framing cue holds, -1 (never) unless `classifier_score()` reaches
+    `cue_override`; else `classifier_score()`, asked only when needed."""
     if detect(example.text).is_crisis:
         return 2.0
     if framing(example.text) is not None:
-        return -1.0
+        if cue_override is None:
+            return -1.0
+        score = classifier_score()
+        return score if score >= cue_override else -1.0
     return classifier_score()
 
 
-def layered(head: Head, dev: list[Example], dev_vectors: list[np.ndarray]) -> np.ndarray:
+def layered(
+    head: Head, dev: list[Example], dev_vectors: list[np.ndarray], cue_override: float | None = None
+) -> np.ndarray:
     """`layered_score` for each dev example, the head's probability as the classifier's."""
     return np.array(
         [
-            layered_score(e, lambda v=v: float(head.crisis_probability(v.astype(np.float32)).max()))
+            layered_score(
+                e,
+                lambda v=v: float(head.crisis_probability(v.astype(np.float32)).max()),
+                cue_override,
+            )
             for e, v in zip(dev, dev_vectors, strict=True)
         ]
     )
@@ -159,11 +176,20 @@ def merit(recall: float, fpr: float, cap: float = MAX_FPR) -> float:
 
 def tune(
     head: Head, dev: list[Example], dev_vectors: list[np.ndarray], cap: float = MAX_FPR
-) -> tuple[float, float, float]:
-    """(threshold, dev recall, dev false-positive rate) of the layered detector, best by
-    `merit`."""
+) -> tuple[float, float, float, float | None]:
+    """(threshold, dev recall, dev false-positive rate, cue override) of the layered detector,
+    best by `merit`; an override only where it finds `OVERRIDE_GAIN` more dev recall than the
+    cues capping always (a few messages are noise, and every override is a cue overruled)."""
     crisis = np.array([e.is_crisis for e in dev])
-    return pick(layered(head, dev, dev_vectors), crisis, cap)
+    always = (*pick(layered(head, dev, dev_vectors), crisis, cap), None)
+    best: tuple[float, float, float, float | None] = always
+    for override in CUE_OVERRIDES:
+        threshold, recall, fpr = pick(layered(head, dev, dev_vectors, override), crisis, cap)
+        if merit(recall, fpr, cap) > merit(best[1], best[2], cap):
+            best = (threshold, recall, fpr, override)
+    if merit(best[1], best[2], cap) < merit(always[1], always[2], cap) + OVERRIDE_GAIN:
+        return always
+    return best
 
 
 def pick(
@@ -193,7 +219,12 @@ def rows_of(
     return np.concatenate(out).astype(np.float64), np.array(crisis, dtype=float), labels
 
 
-def head_of(theta: list[np.ndarray], category: np.ndarray | None = None, t: float = 1.0) -> Head:
+def head_of(
+    theta: list[np.ndarray],
+    category: np.ndarray | None = None,
+    t: float = 1.0,
+    cue_override: float | None = None,
+) -> Head:
     cat = np.zeros((len(CATEGORIES), 385)) if category is None else category
     return Head(
         theta[2].astype(np.float32),
@@ -205,6 +236,7 @@ def head_of(theta: list[np.ndarray], category: np.ndarray | None = None, t: floa
         round(t * CAUTION_FRACTION, 3),
         theta[0].astype(np.float32),
         theta[1].astype(np.float32),
+        cue_override,
     )
 
 
@@ -243,15 +275,18 @@ def main() -> int:
     train_vectors = [vectors(classifier, e) for e in train]
     dev_vectors = [vectors(classifier, e) for e in dev]
     # The strength: trained on train, judged on dev.
-    chosen: tuple[float, float, float, float, list[np.ndarray]] | None = None
+    chosen: tuple[float, float, float, float, float | None, list[np.ndarray]] | None = None
     for strength in STRENGTHS:
         theta = fit(train, train_vectors, strength)
-        threshold, recall, fpr = tune(head_of(theta), dev, dev_vectors, cap)
-        print(f"L2 {strength}: dev recall {recall:.3f}, FPR {fpr:.3f} at threshold {threshold}")
+        threshold, recall, fpr, override = tune(head_of(theta), dev, dev_vectors, cap)
+        print(
+            f"L2 {strength}: dev recall {recall:.3f}, FPR {fpr:.3f} at threshold {threshold}, "
+            f"cue override {override}"
+        )
         if chosen is None or merit(recall, fpr, cap) > merit(chosen[1], chosen[2], cap):
-            chosen = (strength, recall, fpr, threshold, theta)
+            chosen = (strength, recall, fpr, threshold, override, theta)
     assert chosen is not None
-    strength, recall, fpr, threshold, theta = chosen
+    strength, recall, fpr, threshold, override, theta = chosen
     pool, pool_vectors, where = train, train_vectors, "on dev"
     if args.folds >= 2:
         # Out-of-fold scores over train and dev together: dev alone holds few controls, so a
@@ -263,7 +298,10 @@ def main() -> int:
             outside = [i for i in range(len(pool)) if i % args.folds == fold]
             model = fit([pool[i] for i in inside], [pool_vectors[i] for i in inside], strength)
             scores = layered(
-                head_of(model), [pool[i] for i in outside], [pool_vectors[i] for i in outside]
+                head_of(model),
+                [pool[i] for i in outside],
+                [pool_vectors[i] for i in outside],
+                override,
             )
             for i, score in zip(outside, scores, strict=True):
                 held[i] = float(score)
@@ -275,11 +313,11 @@ def main() -> int:
         [CATEGORIES.index(CATEGORY_OF[label]) for label, c in zip(labels, y, strict=True) if c]
     )
     cat = softmax_regression(x[y == 1.0], category_y, len(CATEGORIES), CATEGORY_STRENGTH)
-    head = head_of(theta, cat, threshold)
+    head = head_of(theta, cat, threshold, override)
     head.save(args.out)
     print(
         f"chosen L2 {strength}; crisis threshold {head.crisis_threshold}, "
-        f"caution {head.caution_threshold}; layered recall {recall:.3f}, FPR {fpr:.3f} {where}"
+        f"caution {head.caution_threshold}, cue override {head.cue_override}; layered recall {recall:.3f}, FPR {fpr:.3f} {where}"
     )
     print(f"rows {len(y)}; wrote {args.out} ({args.out.stat().st_size} bytes)")
     return 0

@@ -69,6 +69,11 @@ class Head:
     caution_threshold: float
     hidden_w: npt.NDArray[np.float32] | None = None  # (384, hidden)
     hidden_b: npt.NDArray[np.float32] | None = None  # (hidden,)
+    # A framing cue caps a classifier crisis at caution unless P(crisis) reaches this; None: the
+    # cue always caps. Chosen on dev with the crisis threshold: the cues are word lists, and a
+    # message can carry one and still be a crisis ("is it normal to feel relieved when i see
+    # the blood?").
+    cue_override: float | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> Head:
@@ -87,15 +92,18 @@ class Head:
                 caution_threshold=float(data["caution_threshold"]),
                 hidden_w=data["hidden_w"].astype(np.float32) if "hidden_w" in data else None,
                 hidden_b=data["hidden_b"].astype(np.float32) if "hidden_b" in data else None,
+                cue_override=float(data["cue_override"]) if "cue_override" in data else None,
             )
 
     def save(self, path: Path) -> None:
-        hidden: dict[str, Any] = {}
+        optional: dict[str, Any] = {}
         if self.hidden_w is not None and self.hidden_b is not None:
-            hidden = {"hidden_w": self.hidden_w.astype(np.float32), "hidden_b": self.hidden_b}
+            optional = {"hidden_w": self.hidden_w.astype(np.float32), "hidden_b": self.hidden_b}
+        if self.cue_override is not None:
+            optional["cue_override"] = np.float64(self.cue_override)
         np.savez_compressed(
             path,
-            **hidden,
+            **optional,
             crisis_w=self.crisis_w.astype(np.float32),
             crisis_b=np.float64(self.crisis_b),
             category_w=self.category_w.astype(np.float32),
@@ -112,6 +120,10 @@ class Head:
         logits = x.astype(np.float64) @ self.crisis_w + self.crisis_b
         out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-logits))
         return out
+
+    def outweighs_cue(self, score: float) -> bool:
+        """Whether P(crisis) `score` is sure enough to stand against a framing cue."""
+        return self.cue_override is not None and score >= self.cue_override
 
     def category(self, vector: npt.NDArray[np.float32]) -> CrisisCategory:
         logits = vector @ self.category_w.T + self.category_b

@@ -5,7 +5,8 @@
 2. The classifier (`classifier.py`): embeddings and a trained head read paraphrase, indirect speech
    and the last few turns together; above its threshold a crisis, in its grey zone a caution.
 3. Framing cues (`framing.py`): a message that is plainly denied, long past, about someone
-   else or a story, an accident or a figure of speech has a classifier crisis capped at caution.
+   else or a story, an accident or a figure of speech has a classifier crisis capped at caution,
+   unless P(crisis) reaches the head's `cue_override`.
 
 `source` says which layer decided, so a reader of the response (and of the logs) knows why.
 The Guardrail model, when it can run, judges after this and may only raise the level.
@@ -67,7 +68,11 @@ class CrisisDetector:
             return Detection(patterns, source, cue=cue, elapsed_s=time.perf_counter() - started)
         verdict = self.classifier.classify(text, context)
         found = verdict.signal
-        if found.is_crisis and cue is not None:
+        if (
+            found.is_crisis
+            and cue is not None
+            and not self.classifier.head.outweighs_cue(verdict.score)
+        ):
             found = CrisisSignal("caution", found.categories)
         signal = patterns.merge(found) if found.level != "none" else patterns
         if signal is NO_SIGNAL or signal.level == "none":
@@ -90,6 +95,7 @@ class CrisisDetector:
             "load_s": round(self.classifier.load_s, 3),
             "crisis_threshold": head.crisis_threshold,
             "caution_threshold": head.caution_threshold,
+            "cue_override": head.cue_override,
         }
 
 

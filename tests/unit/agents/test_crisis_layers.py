@@ -3,13 +3,15 @@ every model down, the breaker open or the appliance shedding: crisis resources e
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import pytest
 
-from appliance.agents.classifier import CrisisClassifier
+from appliance.agents.classifier import CrisisClassifier, Head
 from appliance.agents.detector import CrisisDetector
 from appliance.agents.encoder import shared_encoder
 from appliance.agents.framing import framing
@@ -186,6 +188,42 @@ def test_a_plan_spread_over_two_messages_is_found_with_the_context(
     assert not detector.detect(NEWEST).is_crisis  # alone it could mean anything
     found = detector.detect(NEWEST, earlier)
     assert found.is_crisis and found.source == "classifier"
+
+
+def with_override(detector: CrisisDetector, override: float | None) -> CrisisDetector:
+    assert detector.classifier is not None
+    head = dataclasses.replace(
+        detector.classifier.head,
+        crisis_threshold=0.05,
+        caution_threshold=0.04,
+        cue_override=override,
+    )
+    return CrisisDetector(CrisisClassifier(detector.classifier.encoder, head))
+
+
+def test_a_framing_cue_caps_the_classifier_unless_it_is_surer_than_the_override(
+    detector: CrisisDetector,
+) -> None:
+    # Cued, yet a crisis: the cue is a word list ("is it bad"), the classifier reads it all.
+    text = "is it bad that im relieved i finally have enough of them saved"
+    assert framing(text) == "accident"
+    capped = with_override(detector, None).detect(text)
+    assert capped.cue == "accident" and capped.score is not None and capped.score >= 0.05
+    assert (capped.level, capped.source) == ("caution", "classifier")
+    below = with_override(detector, min(capped.score + 1e-6, 1.0)).detect(text)
+    assert below.level == "caution"
+    above = with_override(detector, capped.score).detect(text)
+    assert (above.level, above.source) == ("crisis", "classifier")
+
+
+def test_the_cue_override_is_kept_by_the_head_file(
+    detector: CrisisDetector, tmp_path: Path
+) -> None:
+    assert detector.classifier is not None
+    for override in (None, 0.97):
+        head = dataclasses.replace(detector.classifier.head, cue_override=override)
+        head.save(tmp_path / "head.npz")
+        assert Head.load(tmp_path / "head.npz").cue_override == override
 
 
 def test_a_verdict_carries_no_text(detector: CrisisDetector) -> None:
