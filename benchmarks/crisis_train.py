@@ -79,16 +79,16 @@ def balanced(labels: list[str], crisis: np.ndarray) -> np.ndarray:
 
 
 def network(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, strength: float, seed: int
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, strength: float, seed: int, hidden: int = HIDDEN
 ) -> list[np.ndarray]:
     """One hidden ReLU layer, Adam on the full batch from a seeded start; returns
     [hidden_w, hidden_b, out_w, out_b]."""
     rng = np.random.default_rng(seed)
     n, d = x.shape
     params = [
-        rng.normal(0.0, 1.0 / np.sqrt(d), (d, HIDDEN)),
-        np.zeros(HIDDEN),
-        rng.normal(0.0, 1.0 / np.sqrt(HIDDEN), HIDDEN),
+        rng.normal(0.0, 1.0 / np.sqrt(d), (d, hidden)),
+        np.zeros(hidden),
+        rng.normal(0.0, 1.0 / np.sqrt(hidden), hidden),
         np.zeros(1),
     ]
     first = [np.zeros_like(q) for q in params]
@@ -109,10 +109,12 @@ def network(
     return params
 
 
-def ensemble(x: np.ndarray, y: np.ndarray, w: np.ndarray, strength: float) -> list[np.ndarray]:
+def ensemble(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, strength: float, hidden: int = HIDDEN
+) -> list[np.ndarray]:
     """The networks of every seed as one: their hidden layers side by side, their output weights
     divided by their number, so the logit is the networks' mean logit."""
-    nets = [network(x, y, w, strength, seed) for seed in SEEDS]
+    nets = [network(x, y, w, strength, seed, hidden) for seed in SEEDS]
     return [
         np.hstack([net[0] for net in nets]),
         np.concatenate([net[1] for net in nets]),
@@ -240,9 +242,11 @@ def head_of(
     )
 
 
-def fit(examples: list[Example], vecs: list[np.ndarray], strength: float) -> list[np.ndarray]:
+def fit(
+    examples: list[Example], vecs: list[np.ndarray], strength: float, hidden: int = HIDDEN
+) -> list[np.ndarray]:
     x, y, labels = rows_of(examples, vecs)
-    return ensemble(x, y, balanced(labels, y), strength)
+    return ensemble(x, y, balanced(labels, y), strength, hidden)
 
 
 def main() -> int:
@@ -265,6 +269,9 @@ def main() -> int:
         help="an adapter file to embed with instead of the packaged one (a candidate from "
         "crisis_finetune.py --keep-epochs); the head is then for that adapter",
     )
+    parser.add_argument(
+        "--hidden", type=int, default=HIDDEN, help="hidden units of each seed's network"
+    )
     args = parser.parse_args()
     cap = args.max_fpr
     encoder = classifier_encoder(packaged_adapter(args.adapter))
@@ -277,7 +284,7 @@ def main() -> int:
     # The strength: trained on train, judged on dev.
     chosen: tuple[float, float, float, float, float | None, list[np.ndarray]] | None = None
     for strength in STRENGTHS:
-        theta = fit(train, train_vectors, strength)
+        theta = fit(train, train_vectors, strength, args.hidden)
         threshold, recall, fpr, override = tune(head_of(theta), dev, dev_vectors, cap)
         print(
             f"L2 {strength}: dev recall {recall:.3f}, FPR {fpr:.3f} at threshold {threshold}, "
@@ -296,7 +303,9 @@ def main() -> int:
         for fold in range(args.folds):
             inside = [i for i in range(len(pool)) if i % args.folds != fold]
             outside = [i for i in range(len(pool)) if i % args.folds == fold]
-            model = fit([pool[i] for i in inside], [pool_vectors[i] for i in inside], strength)
+            model = fit(
+                [pool[i] for i in inside], [pool_vectors[i] for i in inside], strength, args.hidden
+            )
             scores = layered(
                 head_of(model),
                 [pool[i] for i in outside],
@@ -307,7 +316,7 @@ def main() -> int:
                 held[i] = float(score)
         crisis = np.array([e.is_crisis for e in pool])
         threshold, recall, fpr = pick(np.array(held), crisis, cap)
-        theta = fit(pool, pool_vectors, strength)
+        theta = fit(pool, pool_vectors, strength, args.hidden)
     x, y, labels = rows_of(pool, pool_vectors)
     category_y = np.array(
         [CATEGORIES.index(CATEGORY_OF[label]) for label, c in zip(labels, y, strict=True) if c]
