@@ -118,12 +118,13 @@ _CUES: dict[Cue, re.Pattern[str]] = {
         r"a (?:kid|boy|girl|child|lad|student|pupil) in (?:my|our) (?:[\w']+ ){0,2}(?:class|school|"
         r"year) (?:said|says|told|tells|brought|keeps|is|was|has|had|posted|wrote|talks|tried))\b"
     ),
+    # Only words that say how an injury happened: a question ("is it normal?", "what do I do?")
+    # is asked about accidents and crises alike.
     "accident": re.compile(
-        r"\b(?:by accident|accidentally|by mistake|chopping|(?<!not for )(?:cooking|shaving)|washing up|"
-        r"opening a|"
+        r"\b(?:by accident|accidentally|by mistake|chopping|(?<!not for )(?<!not )(?:cooking|"
+        r"shaving)|washing up|opening a|"
         r"slipped|tripped|fell (?:off|down|over|asleep)|twisted|sprained|stubbed (?:my )?toe|"
-        r"is (?:that|it) (?:ok|okay|bad|dangerous|normal)|should i worry|do i need|"
-        r"will i be (?:ok|okay|fine)|what (?:do|should) i do)\b"
+        r"(?:on|with|from) (?:the|a) (?:\w+ )?(?:oven|stove|hob|iron|kettle|grill|pan|toaster))\b"
     ),
     "idiom": re.compile(
         r"\b(?:lol|lmao|haha\w*|jk|this (?:homework|exam|traffic|heat|diet|cold|song|weather)|"
@@ -176,7 +177,8 @@ _NOT_ACCIDENT = re.compile(
 # that.
 _STILL_WISH = re.compile(
     r"\b(?:(?:to )?not (?:be|being) alive|not (?:to )?exist|not wake up|take me in my sleep|"
-    r"(?:do not|don't|dont) want to (?:be alive|exist|wake up|live))\b"
+    r"(?:do not|don't|dont) want to (?:be alive|exist|wake up|live)|"
+    r"want (?:it|this|everything|the pain|all of (?:it|this)) to (?:stop|end))\b"
 )
 
 # A wish about the writer's own life, however the message frames it ("I see the news about crashes

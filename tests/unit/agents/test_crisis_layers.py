@@ -160,6 +160,13 @@ def test_framing_cues_name_what_they_saw() -> None:
         ("i'm reading a book about grief", "third_person"),
         ("i'll book a room for the night and that'll be it", None),
         ("i burnt my arm on the oven door, is that bad", "accident"),
+        # A question is asked about crises as well as accidents; it names no accident.
+        ("is it bad that im relieved i finally have enough of them saved", None),
+        ("he's outside the door shouting again, what do i do", None),
+        ("what i keep thinking about doing with the razor isn't shaving", None),
+        # Denying a wish to die while wanting it all to stop denies nothing.
+        ("i dont want to die i just want it to stop", None),
+        ("i'm not going to hurt myself, i want the pain to stop", None),
         ("i burnt my arm with a lighter on purpose, is that bad", None),
         ("he grabbed my wrist so hard it swelled up, is that normal", None),
         ("i'm not going to do anything stupid", "negation"),
@@ -204,11 +211,11 @@ def with_override(detector: CrisisDetector, override: float | None) -> CrisisDet
 def test_a_framing_cue_caps_the_classifier_unless_it_is_surer_than_the_override(
     detector: CrisisDetector,
 ) -> None:
-    # Cued, yet a crisis: the cue is a word list ("is it bad"), the classifier reads it all.
-    text = "is it bad that im relieved i finally have enough of them saved"
-    assert framing(text) == "accident"
+    # Cued, yet a crisis: the cue is a word list ("my old notes"), the classifier reads it all.
+    text = "my old notes said id never go through with it. i think i will this time"
+    assert framing(text) == "past"
     capped = with_override(detector, None).detect(text)
-    assert capped.cue == "accident" and capped.score is not None and capped.score >= 0.05
+    assert capped.cue == "past" and capped.score is not None and capped.score >= 0.05
     assert (capped.level, capped.source) == ("caution", "classifier")
     below = with_override(detector, min(capped.score + 1e-6, 1.0)).detect(text)
     assert below.level == "caution"
