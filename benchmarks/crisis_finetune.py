@@ -94,6 +94,25 @@ def export(adapters: dict[str, LoRA]) -> dict[str, np.ndarray]:
     return out
 
 
+def warm_start(adapters: dict[str, LoRA], path: Path, rank: int) -> str | None:
+    """Load `export`'s numbers back into the adapters (the scale unfolded from b); a reason
+    when the file cannot be read or does not fit, else None."""
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as exc:
+        return f"cannot read it ({exc})"
+    with data:
+        if int(data.get("rank", -1)) != rank:
+            return f"its rank is {data.get('rank')}, expected {rank} (--rank)"
+        for name, lora in adapters.items():
+            if f"{name}.a" not in data or f"{name}.b" not in data:
+                return f"it has no factors for {name}"
+            with torch.no_grad():
+                lora.a.copy_(torch.from_numpy(data[f"{name}.a"]))
+                lora.b.copy_(torch.from_numpy(data[f"{name}.b"]) / lora.scale)
+    return None
+
+
 def batch(segments: list[list[int]], cls: int, sep: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows = [[cls, *s, sep] for s in segments]
     width = max(len(r) for r in rows)
@@ -181,6 +200,13 @@ def main() -> int:
         help="score dev after the last N epochs only (0: after every epoch); early epochs are "
         "never the one kept, and each scoring reads all of dev",
     )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this adapter file (the packaged one, say) rather than from zero deltas, "
+        "to fit a grown corpus in fewer epochs",
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -198,6 +224,11 @@ def main() -> int:
     )
 
     model, adapters = adapted(args.rank, args.alpha)
+    if args.init is not None:
+        problem = warm_start(adapters, args.init, args.rank)
+        if problem:
+            print(f"--init {args.init}: {problem}", file=sys.stderr)
+            return 2
     crisis_head = nn.Linear(384, 1)
     category_head = nn.Linear(384, len(CATEGORIES))
     params = [p for a in adapters.values() for p in (a.a, a.b)]
