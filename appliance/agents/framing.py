@@ -164,8 +164,8 @@ _TO_ME = re.compile(
     r"touches|touched|choke|chokes|choked|stab|stabs|shoot|shoots|attack|attacks) me\b"
 )
 
-# Done on purpose, or done to the writer by someone: an injury then is no accident, however the
-# message asks about it ("is that normal?").
+# Done on purpose, or done to the writer by someone: an injury then is no accident, however it
+# says it happened ("on the oven door", "I slipped").
 _NOT_ACCIDENT = re.compile(
     r"\b(?:on purpose|deliberately|intentionally|to myself|"
     r"(?:he|she|they) (?:\w+ ){0,2}(?:hit|hits|hurt|hurts|smashed|smashes|broke|breaks|grabbed|"

@@ -168,6 +168,8 @@ def test_framing_cues_name_what_they_saw() -> None:
         ("i dont want to die i just want it to stop", None),
         ("i'm not going to hurt myself, i want the pain to stop", None),
         ("i burnt my arm with a lighter on purpose, is that bad", None),
+        ("i burnt my arm on the oven door on purpose, is that bad", None),
+        ("he pushed me and i slipped down the stairs, is that normal", None),
         ("he grabbed my wrist so hard it swelled up, is that normal", None),
         ("i'm not going to do anything stupid", "negation"),
         ("i'm not going to do anything, i just don't want to wake up", None),
