@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,13 @@ from transformers import BertModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.agents.classifier import CATEGORIES, CATEGORY_OF, CrisisClassifier
-from appliance.agents.encoder import ADAPTER_FILE, SEGMENT_TOKENS, Encoder, model_dir
+from appliance.agents.encoder import (
+    ADAPTER_FILE,
+    SEGMENT_TOKENS,
+    Encoder,
+    model_dir,
+    packaged_adapter,
+)
 from benchmarks.crisis_data import Example, load
 from benchmarks.crisis_train import balanced, head_of, layered_score, pick
 
@@ -94,22 +101,25 @@ def export(adapters: dict[str, LoRA]) -> dict[str, np.ndarray]:
     return out
 
 
-def warm_start(adapters: dict[str, LoRA], path: Path, rank: int) -> str | None:
-    """Load `export`'s numbers back into the adapters (the scale unfolded from b); a reason
-    when the file cannot be read or does not fit, else None."""
+def warm_start(adapters: dict[str, LoRA], path: Path) -> str | None:
+    """Load an adapter file's factors, as `export` wrote them, back into the adapters (the scale
+    unfolded from b); a reason when the file cannot be read or does not fit, else None."""
     try:
-        data = np.load(path)
-    except (OSError, ValueError) as exc:
+        factors = packaged_adapter(path) or {}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         return f"cannot read it ({exc})"
-    with data:
-        if int(data.get("rank", -1)) != rank:
-            return f"its rank is {data.get('rank')}, expected {rank} (--rank)"
-        for name, lora in adapters.items():
-            if f"{name}.a" not in data or f"{name}.b" not in data:
-                return f"it has no factors for {name}"
-            with torch.no_grad():
-                lora.a.copy_(torch.from_numpy(data[f"{name}.a"]))
-                lora.b.copy_(torch.from_numpy(data[f"{name}.b"]) / lora.scale)
+    for name, lora in adapters.items():
+        a, b = factors.get(f"{name}.a"), factors.get(f"{name}.b")
+        if a is None or b is None:
+            return f"it has no factors for {name}"
+        if a.shape != tuple(lora.a.shape) or b.shape != tuple(lora.b.shape):
+            return (
+                f"{name} has factors {a.shape} and {b.shape}, expected {tuple(lora.a.shape)} "
+                f"and {tuple(lora.b.shape)} (--rank)"
+            )
+        with torch.no_grad():
+            lora.a.copy_(torch.from_numpy(a))
+            lora.b.copy_(torch.from_numpy(b) / lora.scale)
     return None
 
 
@@ -225,7 +235,7 @@ def main() -> int:
 
     model, adapters = adapted(args.rank, args.alpha)
     if args.init is not None:
-        problem = warm_start(adapters, args.init, args.rank)
+        problem = warm_start(adapters, args.init)
         if problem:
             print(f"--init {args.init}: {problem}", file=sys.stderr)
             return 2
