@@ -73,7 +73,7 @@ def test_clauses_screened_together_are_screened_as_each_alone() -> None:
     rng = random.Random(17)
     groups = [rng.sample(clauses, rng.randint(2, 6)) for _ in range(5_000)]
     matching = [g for g in groups if any(PYTHON_ANY.search(c) for c in g)]
-    assert len(matching) > 1_000
+    assert len(matching) > 500  # the check is not vacuous (the share falls as the corpus grows)
     assert [g for g in matching if screen.search("\n".join(g)) is None] == []
     # A phrase anchored at a clause's end is found at the end of a clause that is not the last.
     assert screen.search("i wrote notes for after\nsee you") is not None
