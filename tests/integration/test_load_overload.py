@@ -153,11 +153,14 @@ def test_shed_answers_carry_retry_after_and_an_openai_error(outcomes: list[Outco
 def test_no_request_waits_past_its_deadline(outcomes: list[Outcome]) -> None:
     # A queued request is shed at its deadline at the latest: the queue timeout for the guardrail,
     # min(queue timeout, its class's objective) for the others; an admitted one then runs for its
-    # answer's length (1.3 s at most here). One second of slack for a busy machine.
+    # answer's length (1.3 s at most here). The client's clock also counts what the deadline does
+    # not: its own loop juggling 139 requests, and Kai's crisis checks before queueing and after
+    # being shed, all CPU work on a machine the load saturates; 2.5 s of slack covers that on a
+    # busy 2-core host. The deadlines themselves are exact in tests/unit/load/test_admission.py.
     for o in outcomes:
         objective = OBJECTIVE_S[o.agent] if o.agent != "genetic" else 4.0  # the analysis class
         deadline = QUEUE_TIMEOUT_S if o.agent == "guardrail" else min(QUEUE_TIMEOUT_S, objective)
-        limit = deadline + (0.0 if o.status == 503 else 1.3) + 1.0
+        limit = deadline + (0.0 if o.status == 503 else 1.3) + 2.5
         assert o.seconds <= limit, o
 
 

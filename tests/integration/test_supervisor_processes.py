@@ -145,7 +145,10 @@ async def test_configured_sim_engines_start_in_order_behind_the_internal_key(sup
 
     assert sup.all_running()
     order = [e.id for e in engines]
-    assert seen == [(engine, state) for engine in order for state in ("STARTING", "RUNNING")]
+    # Consecutive repeats dropped: a slow health check on a running engine while the next one
+    # boots reports RUNNING again, which is not a change of state.
+    changes = [s for i, s in enumerate(seen) if i == 0 or s != seen[i - 1]]
+    assert changes == [(engine, state) for engine in order for state in ("STARTING", "RUNNING")]
     pids = [status.pid for status in sup.status().values()]
     for endpoint in endpoints:
         async with openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=key) as client:
@@ -178,7 +181,9 @@ async def test_never_healthy_engine_ends_fatal_in_bounded_time(supervise):
     spawner = RecordingSpawner()
     port = free_port()
     sup = supervise(
-        stand_in(port, "--mode", "never-healthy", startup_timeout_s=1.0),
+        # 2 s: the stand-in's Python must start and say it listens before the deadline, even
+        # on a loaded host.
+        stand_in(port, "--mode", "never-healthy", startup_timeout_s=2.0),
         spawner=spawner,
         max_fast_failures=2,
     )
@@ -188,11 +193,11 @@ async def test_never_healthy_engine_ends_fatal_in_bounded_time(supervise):
 
     status = sup.status()["stand-in"]
     assert status.state is S.FATAL and status.pid is None and not status.healthy
-    assert status.last_error == "did not become healthy within 1 s"
+    assert status.last_error == "did not become healthy within 2 s"
     assert status.progress == f"listening on {port}"
     assert status.restarts == 1 and len(spawner.pids) == 2
     assert all(not pid_alive(pid) for pid in spawner.pids)
-    assert took >= 2.0  # two full deadlines: it really waited for the engine
+    assert took >= 4.0  # two full deadlines: it really waited for the engine
 
 
 async def test_engine_that_exits_during_start_says_how(supervise):

@@ -212,7 +212,10 @@ async def test_vllm_engines_launch_exactly_and_live_their_whole_lifecycle(
 
     # Start order: one after another, each RUNNING before the next starts.
     order = [e.id for e in config.engines]
-    assert seen == [(engine, state) for engine in order for state in ("STARTING", "RUNNING")]
+    # Consecutive repeats dropped: a slow health check on a running engine while the next one
+    # boots reports RUNNING again, which is not a change of state.
+    changes = [s for i, s in enumerate(seen) if i == 0 or s != seen[i - 1]]
+    assert changes == [(engine, state) for engine in order for state in ("STARTING", "RUNNING")]
     calls = records(record_file)
     assert [c["argv"] for c in calls] == [expected_argv[e] for e in order]
     pids = {engine_id: status.pid for engine_id, status in sup.status().items()}

@@ -129,7 +129,7 @@ async def test_a_run_waits_while_live_traffic_is_high(config: Config, tmp_path: 
     closed = f"http://127.0.0.1:{free_port()}/v1"
     live = [config.bench.busy_inflight + 5]
     svc = service(config, tmp_path, closed, live)
-    svc.max_pause_s = 0.3
+    svc.max_pause_s = 2.0  # long enough that the check below comes well before it
     await svc.start(schedule=False)
     try:
         run_id = await svc.run("run", {"agents": ["kai"], "mix": False, "requests": 1})

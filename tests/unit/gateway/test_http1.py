@@ -267,7 +267,7 @@ async def test_an_engine_that_keeps_talking_is_never_timed_out(serve) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        for _ in range(8):  # 0.8 s in all, never 0.3 s of silence
+        for _ in range(12):  # 1.2 s in all, longer than the timeout, never 1 s of silence
             writer.write(b"1\r\nx\r\n")
             await writer.drain()
             await asyncio.sleep(0.1)
@@ -275,8 +275,8 @@ async def test_an_engine_that_keeps_talking_is_never_timed_out(serve) -> None:
 
     url, _ = await serve(handler)
     pool = Pool(url)
-    response = await pool.post(pool.prepare("/chat/completions", {}), b"{}", timeout=0.3)
-    assert b"".join([c async for c in response.iter_bytes()]) == b"x" * 8
+    response = await pool.post(pool.prepare("/chat/completions", {}), b"{}", timeout=1.0)
+    assert b"".join([c async for c in response.iter_bytes()]) == b"x" * 12
     await pool.aclose()
 
 
@@ -289,8 +289,9 @@ async def test_an_idle_kept_connection_outlives_its_last_timeout(serve) -> None:
     url, connections = await serve(handler)
     pool = Pool(url)
     head = pool.prepare("/chat/completions", {})
-    assert await (await pool.post(head, b"{}", timeout=0.1)).read() == b"{}"
-    await asyncio.sleep(0.4)  # the timer of the answered request fires and finds nothing to do
-    assert await (await pool.post(head, b"{}", timeout=0.1)).read() == b"{}"
+    # Timeouts that must not fire are 1 s, so that a pause of the host cannot fire them.
+    assert await (await pool.post(head, b"{}", timeout=1.0)).read() == b"{}"
+    await asyncio.sleep(1.3)  # the timer of the answered request fires and finds nothing to do
+    assert await (await pool.post(head, b"{}", timeout=1.0)).read() == b"{}"
     assert len(connections) == 1
     await pool.aclose()
