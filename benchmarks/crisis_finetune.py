@@ -36,7 +36,7 @@ from transformers import BertModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.agents.classifier import CATEGORIES, CATEGORY_OF, CrisisClassifier
+from appliance.agents.classifier import CATEGORIES, CATEGORY_OF, CrisisClassifier, Head
 from appliance.agents.encoder import (
     ADAPTER_FILE,
     SEGMENT_TOKENS,
@@ -45,7 +45,7 @@ from appliance.agents.encoder import (
     packaged_adapter,
 )
 from benchmarks.crisis_data import Example, load
-from benchmarks.crisis_train import balanced, head_of, layered_score, pick
+from benchmarks.crisis_train import CAUTION_FRACTION, balanced, head_of, layered_score, pick
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILE
 TARGETS = (
@@ -121,6 +121,23 @@ def warm_start(adapters: dict[str, LoRA], path: Path) -> str | None:
             lora.a.copy_(torch.from_numpy(a))
             lora.b.copy_(torch.from_numpy(b) / lora.scale)
     return None
+
+
+def joint_head(crisis_head: nn.Linear, category_head: nn.Linear, threshold: float) -> Head:
+    """The linear heads trained with the adapter, as a shippable head: a candidate beside the one
+    `crisis_train.py` fits afterwards (the training's vectors are scaled by 10, folded in here).
+    Its threshold is the one dev chose here, on float vectors; judge it on the appliance's int8
+    vectors, and choose its threshold there, before shipping it."""
+    with torch.no_grad():
+        return Head(
+            crisis_w=(crisis_head.weight[0] * 10.0).numpy().astype(np.float32),
+            crisis_b=float(crisis_head.bias[0]),
+            category_w=(category_head.weight * 10.0).numpy().astype(np.float32),
+            category_b=category_head.bias.numpy().astype(np.float32),
+            categories=CATEGORIES,
+            crisis_threshold=threshold,
+            caution_threshold=round(threshold * CAUTION_FRACTION, 3),
+        )
 
 
 def batch(segments: list[list[int]], cls: int, sep: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,7 +265,7 @@ def main() -> int:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=steps)
     rng = np.random.default_rng(args.seed)
     y_t, w_t, cat_t = torch.tensor(y).float(), torch.tensor(w).float(), torch.tensor(cat)
-    best: tuple[float, float, float, int, dict[str, np.ndarray]] | None = None
+    best: tuple[float, float, float, int, dict[str, np.ndarray], Head] | None = None
     print(f"rows {len(segs)}; adapters {sum(p.numel() for p in params)} numbers; {steps} steps")
     for epoch in range(1, args.epochs + 1):
         model.train()
@@ -285,16 +302,20 @@ def main() -> int:
             crisis_head_eval.weight.copy_(crisis_head.weight * 10.0)
             crisis_head_eval.bias.copy_(crisis_head.bias)
         threshold, recall, fpr = dev_score(model, crisis_head_eval, dev, classifier, cls, sep)
+        head = joint_head(crisis_head, category_head, threshold)
+        if epoch > args.epochs - args.keep_epochs:
+            head.save(args.out.with_suffix(f".epoch{epoch}.head.npz"))
         print(f"{line}; dev layered recall {recall:.3f}, FPR {fpr:.3f} at {threshold}", flush=True)
         if best is None or (recall, -fpr) > (best[1], -best[2]):
-            best = (threshold, recall, fpr, epoch, export(adapters))
+            best = (threshold, recall, fpr, epoch, export(adapters), head)
     if best is None:
         print("no epoch ran: --epochs must be 1 or more", file=sys.stderr)
         return 2
     np.savez_compressed(args.out, rank=np.int64(args.rank), **best[4])
+    best[5].save(args.out.with_suffix(".head.npz"))
     print(
         f"kept epoch {best[3]} (dev recall {best[1]:.3f}, FPR {best[2]:.3f}); "
-        f"wrote {args.out} ({args.out.stat().st_size} bytes)"
+        f"wrote {args.out} ({args.out.stat().st_size} bytes) and its joint linear head beside it"
     )
     return 0
 
