@@ -54,11 +54,12 @@ CATEGORIES: tuple[CrisisCategory, ...] = ("suicide", "self_harm", "harm_to_other
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """Small layers over a sentence vector: P(crisis) from one hidden ReLU layer (absent in an
-    older, linear head), a softmax over the crisis categories that says which kind, and the two
-    thresholds. A linear head on the frozen vector cannot bend around the hard controls ("I'm
-    driving to the coast tomorrow" beside "I'm driving to the cliff tonight"); a hidden layer
-    found more dev crises at the same false-positive rate."""
+    """Small layers over a sentence vector: P(crisis) from one hidden ReLU layer or, in a linear
+    head, from the vector itself; a softmax over the crisis categories that says which kind; the
+    two thresholds. On the frozen vector a linear head cannot bend around the hard controls ("I'm
+    driving to the coast tomorrow" beside "I'm driving to the cliff tonight") and a hidden layer
+    found more dev crises; with the encoder adapted, the linear head trained with the adapter
+    can find more than a hidden layer fitted afterwards, so both kinds load."""
 
     crisis_w: npt.NDArray[np.float32]  # (hidden,), or (384,) without a hidden layer
     crisis_b: float

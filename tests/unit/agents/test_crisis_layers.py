@@ -235,6 +235,40 @@ def test_the_cue_override_is_kept_by_the_head_file(
         assert Head.load(tmp_path / "head.npz").cue_override == override
 
 
+def test_both_kinds_of_head_are_kept_by_the_file_and_score_as_written(
+    detector: CrisisDetector, tmp_path: Path
+) -> None:
+    # The packaged head may be linear (trained with the adapter) or have a hidden layer
+    # (crisis_train.py): each must survive a save and load and compute what it says.
+    assert detector.classifier is not None
+    packaged = detector.classifier.head
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 384)).astype(np.float32)
+    hidden_w = rng.normal(size=(384, 8)).astype(np.float32)
+    hidden_b = rng.normal(size=8).astype(np.float32)
+    out_w = rng.normal(size=8).astype(np.float32)
+    linear_w = rng.normal(size=384).astype(np.float32)
+    for head, logits in (
+        (
+            dataclasses.replace(
+                packaged, crisis_w=out_w, crisis_b=0.5, hidden_w=hidden_w, hidden_b=hidden_b
+            ),
+            np.maximum(x @ hidden_w + hidden_b, 0.0) @ out_w + 0.5,
+        ),
+        (
+            dataclasses.replace(
+                packaged, crisis_w=linear_w, crisis_b=-0.25, hidden_w=None, hidden_b=None
+            ),
+            x @ linear_w - 0.25,
+        ),
+    ):
+        head.save(tmp_path / "head.npz")
+        loaded = Head.load(tmp_path / "head.npz")
+        assert (loaded.hidden_w is None) == (head.hidden_w is None)
+        expected = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        assert loaded.crisis_probability(x) == pytest.approx(expected, rel=1e-4)
+
+
 def test_a_verdict_carries_no_text(detector: CrisisDetector) -> None:
     found = detector.detect("i'm standing on the edge of the roof right now")
     assert "roof" not in repr(found)
