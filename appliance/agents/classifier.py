@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from appliance.agents.crisis import CrisisSignal, Level
 from appliance.agents.encoder import Encoder
@@ -131,6 +132,14 @@ class Head:
         return self.categories[int(logits.argmax())]
 
 
+def single_threaded_blas() -> None:
+    """numpy's BLAS in one thread for the rest of the process. The classifier's products are
+    small and run on one worker thread beside the event loop (`detect_worker.py`); OpenBLAS's
+    own threads, started for the adapter's products there, spun for minutes when other work held
+    the cores, and a guardrail check never answered. One thread gains nothing at these sizes."""
+    threadpool_limits(limits=1, user_api="blas")
+
+
 @dataclass(frozen=True, slots=True)
 class ClassifierVerdict:
     """What the classifier saw: a level, the categories, and P(crisis) of the worst segment."""
@@ -157,6 +166,7 @@ class CrisisClassifier:
         """The packaged encoder and head; takes a fraction of a second (see `load_s`)."""
         from appliance.agents.encoder import shared_encoder
 
+        single_threaded_blas()
         started = time.perf_counter()
         classifier = cls(encoder or shared_encoder(), head or Head.load())
         classifier.load_s = time.perf_counter() - started

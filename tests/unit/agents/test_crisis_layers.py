@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from appliance.agents.classifier import CrisisClassifier, Head
 from appliance.agents.detector import CrisisDetector
@@ -267,6 +268,17 @@ def test_both_kinds_of_head_are_kept_by_the_file_and_score_as_written(
         assert (loaded.hidden_w is None) == (head.hidden_w is None)
         expected = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         assert loaded.crisis_probability(x) == pytest.approx(expected, rel=1e-4)
+
+
+def test_loading_the_classifier_holds_numpy_blas_to_one_thread() -> None:
+    # OpenBLAS's own threads, started on the detect worker's thread, spun for minutes on a busy
+    # host: a guardrail check never answered. Loading the classifier limits them to one.
+    with threadpool_limits(limits=2, user_api="blas"):
+        pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert pools and all(p["num_threads"] == 2 for p in pools)
+        CrisisClassifier.load()
+        pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert pools and all(p["num_threads"] == 1 for p in pools)
 
 
 def test_a_verdict_carries_no_text(detector: CrisisDetector) -> None:
