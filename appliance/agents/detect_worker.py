@@ -5,11 +5,16 @@ request still gets a crisis check (a person in crisis gets resources even when s
 worker threads would compete with the event loop for the same cores exactly when it is busiest.
 One thread bounds that cost; a small memory of verdicts, keyed by a digest of the texts (never the
 texts themselves), answers a client's retries of the same message at once.
+
+A verdict that does not come within `wait_s` (the thread stuck or far behind) is replaced by the
+phrase lists' alone, run on the caller's side in microseconds: a plain statement of crisis still
+gets its resources, and no request waits on the classifier for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +23,19 @@ from appliance.agents.cache import cache_key
 from appliance.agents.detector import CrisisDetector, Detection
 
 REMEMBERED = 1024
+# Milliseconds per message, a quarter of a second for the first (its session is built then):
+# seconds more mean the thread is stuck or far behind.
+WAIT_S = 5.0
+
+log = logging.getLogger("appliance.agents.detect_worker")
 
 
 class DetectWorker:
-    def __init__(self, detector: CrisisDetector, remembered: int = REMEMBERED) -> None:
+    def __init__(
+        self, detector: CrisisDetector, remembered: int = REMEMBERED, wait_s: float = WAIT_S
+    ) -> None:
         self.detector = detector
+        self.wait_s = wait_s
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crisis-detect")
         self._recent: OrderedDict[str, Detection] = OrderedDict()
         self._remembered = remembered
@@ -35,9 +48,15 @@ class DetectWorker:
             self._recent.move_to_end(key)
             return found
         loop = asyncio.get_running_loop()
-        detection = await loop.run_in_executor(
-            self._pool, self.detector.detect, text, tuple(context)
-        )
+        pending = loop.run_in_executor(self._pool, self.detector.detect, text, tuple(context))
+        try:
+            detection = await asyncio.wait_for(pending, self.wait_s)
+        except TimeoutError:
+            log.warning(
+                "crisis classifier gave no verdict within %.1f s: the phrase lists decided alone",
+                self.wait_s,
+            )
+            return self.detector.detect(text, classify=False)
         self._recent[key] = detection
         if len(self._recent) > self._remembered:
             self._recent.popitem(last=False)

@@ -56,14 +56,15 @@ class CrisisDetector:
     def __init__(self, classifier: CrisisClassifier | None) -> None:
         self.classifier = classifier
 
-    def detect(self, text: str, context: Sequence[str] = ()) -> Detection:
-        """`text`: the person's newest message; `context`: their earlier turns, oldest first."""
+    def detect(self, text: str, context: Sequence[str] = (), *, classify: bool = True) -> Detection:
+        """`text`: the person's newest message; `context`: their earlier turns, oldest first;
+        `classify=False`: the phrase lists alone, as without a classifier."""
         started = time.perf_counter()
         patterns = detect(text)
         if patterns.is_crisis:
             return Detection(patterns, "patterns", elapsed_s=time.perf_counter() - started)
         cue = framing(text)
-        if self.classifier is None:
+        if self.classifier is None or not classify:
             source: Layer | None = "patterns" if patterns.level != "none" else None
             return Detection(patterns, source, cue=cue, elapsed_s=time.perf_counter() - started)
         verdict = self.classifier.classify(text, context)
