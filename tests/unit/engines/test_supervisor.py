@@ -14,6 +14,7 @@ from appliance.engines.states import EngineState as S
 from appliance.engines.states import EngineStatus
 from appliance.engines.supervisor import RestartPolicy, Supervisor
 from appliance.errors import EngineUnavailable, NotFound
+from tests.support.changes import without_repeats
 
 FAST = RestartPolicy(
     backoff_initial_s=0.01,
@@ -40,11 +41,7 @@ def recorder(sup: Supervisor, engine_id: str | None = None) -> list[EngineStatus
 
 def states(seen: list[EngineStatus]) -> list[str]:
     """The state changes, health flips left out."""
-    out: list[str] = []
-    for status in seen:
-        if not out or out[-1] != status.state:
-            out.append(str(status.state))
-    return out
+    return without_repeats(str(status.state) for status in seen)
 
 
 async def test_engines_start_one_after_another(spawner, probe, make_spec, wait_until):
