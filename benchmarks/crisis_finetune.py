@@ -48,6 +48,9 @@ from benchmarks.crisis_data import Example, load
 from benchmarks.crisis_train import CAUTION_FRACTION, balanced, head_of, layered_score, pick
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILE
+# The heads read the unit sentence vector at this fixed scale; a shipped head reads it unscaled, so
+# its weights carry the factor.
+HEAD_SCALE = 10.0
 TARGETS = (
     "attention.self.query",
     "attention.self.key",
@@ -125,14 +128,15 @@ def warm_start(adapters: dict[str, LoRA], path: Path) -> str | None:
 
 def joint_head(crisis_head: nn.Linear, category_head: nn.Linear, threshold: float) -> Head:
     """The linear heads trained with the adapter, as a shippable head: a candidate beside the one
-    `crisis_train.py` fits afterwards (the training's vectors are scaled by 10, folded in here).
+    `crisis_train.py` fits afterwards. `crisis_head` has `HEAD_SCALE` folded in already (the one
+    dev was scored with); `category_head` is folded here.
     Its threshold is the one dev chose here, on float vectors; judge it on the appliance's int8
     vectors, and choose its threshold there, before shipping it."""
     with torch.no_grad():
         return Head(
-            crisis_w=(crisis_head.weight[0] * 10.0).numpy().astype(np.float32),
+            crisis_w=crisis_head.weight[0].numpy().astype(np.float32),
             crisis_b=float(crisis_head.bias[0]),
-            category_w=(category_head.weight * 10.0).numpy().astype(np.float32),
+            category_w=(category_head.weight * HEAD_SCALE).numpy().astype(np.float32),
             category_b=category_head.bias.numpy().astype(np.float32),
             categories=CATEGORIES,
             crisis_threshold=threshold,
@@ -218,7 +222,8 @@ def main() -> int:
         type=int,
         default=0,
         help="also write the last N epochs' adapters beside --out (NAME.epochE.npz), to choose "
-        "among them with crisis_train.py --adapter on dev",
+        "among them with crisis_train.py --adapter on dev, and, for those dev scored, the linear "
+        "heads trained with them (NAME.epochE.head.npz)",
     )
     parser.add_argument(
         "--score-last",
@@ -274,7 +279,7 @@ def main() -> int:
         for start in range(0, len(order), args.batch):
             pick_ = order[start : start + args.batch]
             ids, mask = batch([segs[i] for i in pick_], cls, sep)
-            v = pooled(model, ids, mask) * 10.0  # a unit vector: a fixed scale for the heads
+            v = pooled(model, ids, mask) * HEAD_SCALE
             logit = crisis_head(v)[:, 0]
             loss = (
                 nn.functional.binary_cross_entropy_with_logits(logit, y_t[pick_], reduction="none")
@@ -299,10 +304,10 @@ def main() -> int:
             continue
         crisis_head_eval = nn.Linear(384, 1)
         with torch.no_grad():
-            crisis_head_eval.weight.copy_(crisis_head.weight * 10.0)
+            crisis_head_eval.weight.copy_(crisis_head.weight * HEAD_SCALE)
             crisis_head_eval.bias.copy_(crisis_head.bias)
         threshold, recall, fpr = dev_score(model, crisis_head_eval, dev, classifier, cls, sep)
-        head = joint_head(crisis_head, category_head, threshold)
+        head = joint_head(crisis_head_eval, category_head, threshold)
         if epoch > args.epochs - args.keep_epochs:
             head.save(args.out.with_suffix(f".epoch{epoch}.head.npz"))
         print(f"{line}; dev layered recall {recall:.3f}, FPR {fpr:.3f} at {threshold}", flush=True)
