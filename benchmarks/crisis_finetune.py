@@ -15,10 +15,11 @@ layers let the encoder itself learn what the corpus teaches, while the shipped d
 
 Deterministic for a given torch build (fixed seeds, one thread order). Rows, weights and the
 layered dev score are those of `crisis_train.py`: every segment the classifier reads, each fine
-label weighing the same. A linear crisis head and a category head are trained jointly and then
-dropped; `crisis_train.py` fits the shipped head on the adapted vectors. The epoch kept is the one
-whose layered dev recall, at a false-positive rate of at most 0.03, is best. The test split is
-never read here.
+label weighing the same. A linear crisis head and a category head are trained jointly and written
+beside each kept adapter (`NAME.head.npz`); `crisis_train.py --retune` chooses that head's
+thresholds on the appliance's vectors, and `crisis_train.py` alone fits a hidden-layer head on
+them instead, for comparison. The epoch kept is the one whose layered dev recall, at a
+false-positive rate of at most 0.03, is best. The test split is never read here.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def joint_head(crisis_head: nn.Linear, category_head: nn.Linear, threshold: floa
     """The linear heads trained with the adapter, as a shippable head: a candidate beside the one
     `crisis_train.py` fits afterwards. `crisis_head` has `HEAD_SCALE` folded in already (the one
     dev was scored with); `category_head` is folded here.
-    Its threshold is the one dev chose here, on float vectors; judge it on the appliance's int8
-    vectors, and choose its threshold there, before shipping it."""
+    Its threshold is the one dev chose here, on the float graph's vectors; choose it again on the
+    appliance's (`crisis_train.py --retune`) before shipping it."""
     with torch.no_grad():
         return Head(
             crisis_w=crisis_head.weight[0].numpy().astype(np.float32),

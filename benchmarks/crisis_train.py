@@ -2,8 +2,15 @@
 
     .venv/bin/python benchmarks/crisis_train.py     # writes appliance/agents/crisis_head.npz
 
-The vectors are the encoder's, as the appliance builds it (int8 layers), with the packaged adapter or the one
-`--adapter` names (`crisis_finetune.py` writes them; run it first when the corpus changes).
+The vectors are the encoder's, as the appliance builds it (the last layers in int8), with the
+packaged adapter or the one `--adapter` names (`crisis_finetune.py` writes them; run it first when
+the corpus changes).
+
+    .venv/bin/python benchmarks/crisis_train.py --adapter A --retune H --out OUT
+
+keeps the head `H` (the linear head `crisis_finetune.py` trained with adapter `A`) and chooses only
+its thresholds and cue override again, by the rule below, on the appliance's dev vectors: its own
+threshold was chosen on the training graph's float vectors.
 Deterministic: the same corpus, encoder and adapter give the same head (fixed seeds, full-batch
 steps).
 The test split is never read here; `crisis_eval.py` reports on it.
@@ -29,6 +36,7 @@ The test split is never read here; `crisis_eval.py` reports on it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -249,6 +257,27 @@ def fit(
     return ensemble(x, y, balanced(labels, y), strength, hidden)
 
 
+def retune(head: Head, classifier: CrisisClassifier, out: Path, cap: float) -> int:
+    """Writes `head` with its crisis threshold, caution threshold and cue override chosen on the
+    dev vectors of `classifier`'s encoder."""
+    dev = load("dev")
+    dev_vectors = [vectors(classifier, e) for e in dev]
+    threshold, recall, fpr, override = tune(head, dev, dev_vectors, cap)
+    tuned = dataclasses.replace(
+        head,
+        crisis_threshold=threshold,
+        caution_threshold=round(threshold * CAUTION_FRACTION, 3),
+        cue_override=override,
+    )
+    tuned.save(out)
+    print(
+        f"crisis threshold {tuned.crisis_threshold}, caution {tuned.caution_threshold}, cue "
+        f"override {tuned.cue_override}; layered recall {recall:.3f}, FPR {fpr:.3f} on dev"
+    )
+    print(f"wrote {out} ({out.stat().st_size} bytes)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -272,9 +301,18 @@ def main() -> int:
     parser.add_argument(
         "--hidden", type=int, default=HIDDEN, help="hidden units of each seed's network"
     )
+    parser.add_argument(
+        "--retune",
+        type=Path,
+        default=None,
+        help="a head file to keep, choosing only its thresholds and cue override on dev",
+    )
     args = parser.parse_args()
     cap = args.max_fpr
     encoder = classifier_encoder(packaged_adapter(args.adapter))
+    if args.retune is not None:
+        kept = Head.load(args.retune)
+        return retune(kept, CrisisClassifier(encoder, kept), args.out, cap)
     classifier = CrisisClassifier(
         encoder, head_of([np.zeros((384, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
     )

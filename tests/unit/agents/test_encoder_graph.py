@@ -1,6 +1,6 @@
 """The encoder's packaged ONNX graphs: they are what `encoder_graph.build` makes, they name only
 tensors the MiniLM file holds, the six layers the float graph runs say what the layers say written
-out in numpy, and the int8 graph stays close to the float one."""
+out in numpy, and the int8 graph (its last layers in int8) stays close to the float one."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from appliance.agents.encoder import (
     packaged_adapter,
     quantize_columns,
 )
-from appliance.agents.encoder_graph import build, packaged_graph, weight_names
+from appliance.agents.encoder_graph import FLOAT_LAYERS, LAYERS, build, packaged_graph, weight_names
 
 TEXTS = [
     "i'm standing on the multi storey roof and nobody knows where i am",
@@ -44,6 +44,22 @@ def test_every_weight_the_graph_expects_is_in_the_model_file(quantized: bool) ->
             assert (stored[source].shape[0],) == shape, name
         else:
             assert stored[name].shape == shape, name
+
+
+def test_the_int8_graph_keeps_the_first_layers_in_float() -> None:
+    graph = onnx.load_model_from_string(packaged_graph(True)).graph
+    int8_layers = {
+        int(n.name.split(".")[2]) for n in graph.node if n.op_type == "DynamicQuantizeMatMul"
+    }
+    float_layers = {
+        int(n.name.split(".")[2])
+        for n in graph.node
+        if n.op_type == "MatMul" and n.name.endswith(".product")
+    }
+    assert 0 < FLOAT_LAYERS < LAYERS
+    assert float_layers == set(range(FLOAT_LAYERS))
+    assert int8_layers == set(range(FLOAT_LAYERS, LAYERS))
+    assert not any(n.op_type == "DynamicQuantizeMatMul" for n in build(False).graph.node)
 
 
 def test_columns_quantize_to_within_half_a_step() -> None:
