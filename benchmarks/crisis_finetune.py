@@ -46,7 +46,7 @@ from appliance.agents.encoder import (
     packaged_adapter,
 )
 from benchmarks.crisis_data import Example, load
-from benchmarks.crisis_train import CAUTION_FRACTION, balanced, head_of, layered_score, pick
+from benchmarks.crisis_train import balanced, caution_of, head_of, layered_score, pick
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILE
 # The heads read the unit sentence vector at this fixed scale; a shipped head reads it unscaled, so
@@ -141,7 +141,7 @@ def joint_head(crisis_head: nn.Linear, category_head: nn.Linear, threshold: floa
             category_b=category_head.bias.numpy().astype(np.float32),
             categories=CATEGORIES,
             crisis_threshold=threshold,
-            caution_threshold=round(threshold * CAUTION_FRACTION, 3),
+            caution_threshold=caution_of(threshold),
         )
 
 

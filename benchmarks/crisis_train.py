@@ -229,6 +229,11 @@ def rows_of(
     return np.concatenate(out).astype(np.float64), np.array(crisis, dtype=float), labels
 
 
+def caution_of(threshold: float) -> float:
+    """The caution threshold (the grey zone's floor) that goes with a crisis threshold."""
+    return round(threshold * CAUTION_FRACTION, 3)
+
+
 def head_of(
     theta: list[np.ndarray],
     category: np.ndarray | None = None,
@@ -243,7 +248,7 @@ def head_of(
         cat[:, -1].astype(np.float32),
         CATEGORIES,
         t,
-        round(t * CAUTION_FRACTION, 3),
+        caution_of(t),
         theta[0].astype(np.float32),
         theta[1].astype(np.float32),
         cue_override,
@@ -257,16 +262,16 @@ def fit(
     return ensemble(x, y, balanced(labels, y), strength, hidden)
 
 
-def retune(head: Head, classifier: CrisisClassifier, out: Path, cap: float) -> int:
-    """Writes `head` with its crisis threshold, caution threshold and cue override chosen on the
-    dev vectors of `classifier`'s encoder."""
+def retune(classifier: CrisisClassifier, out: Path, cap: float) -> int:
+    """Writes `classifier`'s head with its crisis threshold, caution threshold and cue override
+    chosen on the dev vectors of its encoder."""
     dev = load("dev")
     dev_vectors = [vectors(classifier, e) for e in dev]
-    threshold, recall, fpr, override = tune(head, dev, dev_vectors, cap)
+    threshold, recall, fpr, override = tune(classifier.head, dev, dev_vectors, cap)
     tuned = dataclasses.replace(
-        head,
+        classifier.head,
         crisis_threshold=threshold,
-        caution_threshold=round(threshold * CAUTION_FRACTION, 3),
+        caution_threshold=caution_of(threshold),
         cue_override=override,
     )
     tuned.save(out)
@@ -311,8 +316,7 @@ def main() -> int:
     cap = args.max_fpr
     encoder = classifier_encoder(packaged_adapter(args.adapter))
     if args.retune is not None:
-        kept = Head.load(args.retune)
-        return retune(kept, CrisisClassifier(encoder, kept), args.out, cap)
+        return retune(CrisisClassifier(encoder, Head.load(args.retune)), args.out, cap)
     classifier = CrisisClassifier(
         encoder, head_of([np.zeros((384, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
     )
