@@ -25,7 +25,8 @@ import httpx2
 import openai
 import psutil
 
-from benchmarks.loopback import ROOT, free_port
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import ROOT, free_port
 
 MODEL = "tiny-llama"
 
