@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -55,10 +56,41 @@ sim.time_scale = {time_scale}
 """
 
 
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_FLOOR = _ephemeral_floor()
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, for a server a test or benchmark starts later (the one
+    implementation: `tests/support/running.py` and `loopback.py` re-export it). Below the kernel's
+    ephemeral range: a port from bind(0) can be taken, before the server binds it, as the source
+    port of any outgoing connection on the host, and an appliance then fails to start with
+    "address already in use". Below that range only explicit binds compete; none is handed out
+    twice by this process."""
+    rng = random.SystemRandom()
+    low = max(1024, _EPHEMERAL_FLOOR - 12_000)
+    if _EPHEMERAL_FLOOR - low < 1_000:  # no room below the range: the kernel's choice
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    while True:
+        port = rng.randrange(low, _EPHEMERAL_FLOOR)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
 
 
 def run(*argv: str) -> None:
