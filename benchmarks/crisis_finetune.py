@@ -45,6 +45,7 @@ from appliance.agents.encoder import (
     model_dir,
     packaged_adapter,
 )
+from appliance.agents.encoder_graph import in_int8
 from benchmarks.crisis_data import Example, load
 from benchmarks.crisis_train import balanced, caution_of, head_of, layered_score, pick
 
@@ -63,7 +64,12 @@ TARGETS = (
 
 
 class LoRA(nn.Module):
-    """A frozen linear map plus a trained low-rank delta: y = x W^T + b + (x A) B * scale."""
+    """A frozen linear map plus a trained low-rank delta: y = x W^T + b + (x A) B * scale.
+
+    With `int8` set, the map is computed as the appliance's int8 graph computes it: the merged
+    matrix rounded to int8 with one scale per output column, the input to uint8 with one scale and
+    zero point per segment, gradients passed straight through the rounding. The adapter then learns
+    to work through the rounding it ships with, rather than in float only."""
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
         super().__init__()
@@ -73,13 +79,38 @@ class LoRA(nn.Module):
         self.a = nn.Parameter(torch.randn(base.in_features, rank) / base.in_features**0.5)
         self.b = nn.Parameter(torch.zeros(rank, base.out_features))
         self.scale = alpha / rank
+        self.int8 = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (x @ self.a) @ self.b * self.scale
+        if not self.int8:
+            return self.base(x) + (x @ self.a) @ self.b * self.scale
+        merged = self.base.weight + ((self.a @ self.b) * self.scale).T
+        return nn.functional.linear(as_uint8(x), as_int8(merged), self.base.bias)
 
 
-def adapted(rank: int, alpha: float) -> tuple[BertModel, dict[str, LoRA]]:
-    """The packaged MiniLM with a LoRA on each target of each layer; the base frozen."""
+def as_int8(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` (out, in) rounded as `encoder.quantize_columns` rounds it: symmetric int8, one scale
+    per output; the gradient passes straight through."""
+    scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127.0
+    rounded = torch.clamp(torch.round(weight / scale), -127, 127) * scale
+    return weight + (rounded - weight).detach()
+
+
+def as_uint8(x: torch.Tensor) -> torch.Tensor:
+    """`x` (batch, tokens, in) rounded as onnxruntime's dynamic quantization rounds it: uint8 with
+    one scale and zero point per segment, the range stretched to hold zero; the gradient passes
+    straight through. (Padding tokens share their segment's range here; the graph sees none.)"""
+    low = x.detach().amin(dim=(1, 2), keepdim=True).clamp_max(0.0)
+    high = x.detach().amax(dim=(1, 2), keepdim=True).clamp_min(0.0)
+    scale = ((high - low) / 255.0).clamp_min(1e-12)
+    zero = torch.round(-low / scale)
+    rounded = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+    return x + (rounded - x).detach()
+
+
+def adapted(rank: int, alpha: float, int8: bool = False) -> tuple[BertModel, dict[str, LoRA]]:
+    """The packaged MiniLM with a LoRA on each target of each layer; the base frozen. With `int8`,
+    the layers the appliance runs in int8 compute as it does (`LoRA`)."""
     model = BertModel.from_pretrained(str(model_dir()), add_pooling_layer=False)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -91,6 +122,7 @@ def adapted(rank: int, alpha: float) -> tuple[BertModel, dict[str, LoRA]]:
             for part in path:
                 parent = getattr(parent, part)
             lora = LoRA(getattr(parent, last), rank, alpha)
+            lora.int8 = in_int8(i, int8)
             setattr(parent, last, lora)
             adapters[f"encoder.layer.{i}.{target}"] = lora
     return model, adapters
@@ -240,6 +272,12 @@ def main() -> int:
         help="start from this adapter file (the packaged one, say) rather than from zero deltas, "
         "to fit a grown corpus in fewer epochs",
     )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="train (and score dev) through the int8 rounding of the layers the appliance runs in "
+        "int8, rather than in float throughout",
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -256,7 +294,7 @@ def main() -> int:
         [CATEGORIES.index(CATEGORY_OF[x]) if c else -100 for x, c in zip(labels, y, strict=True)]
     )
 
-    model, adapters = adapted(args.rank, args.alpha)
+    model, adapters = adapted(args.rank, args.alpha, args.int8)
     if args.init is not None:
         problem = warm_start(adapters, args.init)
         if problem:

@@ -92,3 +92,32 @@ def test_the_packaged_adapter_applied_in_numpy_matches_torch() -> None:
     # The adapter changes what the encoder says: it is not a no-op.
     plain = Encoder(max_tokens=64).encode_segments([ours.tokens(t)[: ours.room] for t in texts])
     assert np.abs(plain - got).max() > 1e-2
+
+
+def test_the_int8_training_graph_rounds_as_the_appliance_does() -> None:
+    """`crisis_finetune.py --int8` trains through the appliance's int8 rounding: its torch model
+    gives most segments' int8 vectors to within float error, where the float model is off by the
+    rounding's whole effect. (Not all: a few products round one step apart between the two
+    libraries, and a step early on carries through the layers.)"""
+    from benchmarks.crisis_finetune import adapted, batch, pooled
+
+    adapter = packaged_adapter()
+    assert adapter is not None
+    rank = next(iter(adapter.values())).shape[1]
+    ours = Encoder(max_tokens=64, adapter=adapter, quantized=True)
+    cls, sep = ours.special_ids
+    segments = [ours.tokens(t)[: ours.room] for t in TEXTS[:4]]
+    got = np.stack([ours.encode_segments([s])[0] for s in segments])
+    gaps = {}
+    for int8 in (False, True):
+        model, loras = adapted(rank, alpha=float(rank), int8=int8)
+        with torch.no_grad():
+            for name, lora in loras.items():
+                lora.a.copy_(torch.from_numpy(adapter[f"{name}.a"]))
+                lora.b.copy_(torch.from_numpy(adapter[f"{name}.b"]))
+        model.eval()
+        with torch.no_grad():
+            expected = np.stack([pooled(model, *batch([s], cls, sep))[0].numpy() for s in segments])
+        gaps[int8] = float(np.median(np.abs(expected - got).max(axis=1)))
+    assert gaps[True] < 1e-5, gaps
+    assert gaps[False] > 1e-3, gaps
