@@ -70,10 +70,16 @@ class _NoScreen:
 def test_clauses_screened_together_are_screened_as_each_alone() -> None:
     screen = compile_screen(crisis.PHRASES)
     clauses = _clauses()
+    matched = [c for c in clauses if PYTHON_ANY.search(c)]
     rng = random.Random(17)
-    groups = [rng.sample(clauses, rng.randint(2, 6)) for _ in range(6_000)]
+    # Half the groups hold a matching clause somewhere among random ones, whatever share of the
+    # corpus matches; the other half are drawn at random.
+    groups = [[*rng.sample(clauses, rng.randint(1, 5)), rng.choice(matched)] for _ in range(3_000)]
+    for group in groups:
+        rng.shuffle(group)
+    groups += [rng.sample(clauses, rng.randint(2, 6)) for _ in range(3_000)]
     matching = [g for g in groups if any(PYTHON_ANY.search(c) for c in g)]
-    assert len(matching) > 1_000  # the check is not vacuous
+    assert len(matching) >= 3_000  # the check is not vacuous
     assert [g for g in matching if screen.search("\n".join(g)) is None] == []
     # A phrase anchored at a clause's end is found at the end of a clause that is not the last.
     assert screen.search("i wrote notes for after\nsee you") is not None
