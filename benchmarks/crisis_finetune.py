@@ -80,12 +80,15 @@ class LoRA(nn.Module):
         self.b = nn.Parameter(torch.zeros(rank, base.out_features))
         self.scale = alpha / rank
         self.int8 = False
+        # The batch's attention mask (batch, tokens), set by `pooled`: the rounding range of each
+        # segment is taken over its own tokens, not the batch's padding.
+        self.mask: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.int8:
             return self.base(x) + (x @ self.a) @ self.b * self.scale
         merged = self.base.weight + ((self.a @ self.b) * self.scale).T
-        return nn.functional.linear(as_uint8(x), as_int8(merged), self.base.bias)
+        return nn.functional.linear(as_uint8(x, self.mask), as_int8(merged), self.base.bias)
 
 
 def as_int8(weight: torch.Tensor) -> torch.Tensor:
@@ -96,12 +99,22 @@ def as_int8(weight: torch.Tensor) -> torch.Tensor:
     return weight + (rounded - weight).detach()
 
 
-def as_uint8(x: torch.Tensor) -> torch.Tensor:
+def as_uint8(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """`x` (batch, tokens, in) rounded as onnxruntime's dynamic quantization rounds it: uint8 with
-    one scale and zero point per segment, the range stretched to hold zero; the gradient passes
-    straight through. (Padding tokens share their segment's range here; the graph sees none.)"""
-    low = x.detach().amin(dim=(1, 2), keepdim=True).clamp_max(0.0)
-    high = x.detach().amax(dim=(1, 2), keepdim=True).clamp_min(0.0)
+    one scale and zero point per segment, over the segment's real tokens (`mask`, where given),
+    the range stretched to hold zero; the gradient passes straight through."""
+    values = x.detach()
+    real = None if mask is None else mask.bool().unsqueeze(-1)
+    low = (
+        (values if real is None else values.masked_fill(~real, float("inf")))
+        .amin(dim=(1, 2), keepdim=True)
+        .clamp_max(0.0)
+    )
+    high = (
+        (values if real is None else values.masked_fill(~real, float("-inf")))
+        .amax(dim=(1, 2), keepdim=True)
+        .clamp_min(0.0)
+    )
     scale = ((high - low) / 255.0).clamp_min(1e-12)
     zero = torch.round(-low / scale)
     rounded = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
@@ -190,6 +203,9 @@ def batch(segments: list[list[int]], cls: int, sep: int) -> tuple[torch.Tensor, 
 
 def pooled(model: BertModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """sentence-transformers' recipe, as `Encoder.encode_segments` computes it."""
+    for module in model.modules():
+        if isinstance(module, LoRA):
+            module.mask = mask
     hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
     m = mask.unsqueeze(-1).float()
     mean = (hidden * m).sum(1) / m.sum(1)
