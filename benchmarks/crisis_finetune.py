@@ -103,18 +103,10 @@ def as_uint8(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """`x` (batch, tokens, in) rounded as onnxruntime's dynamic quantization rounds it: uint8 with
     one scale and zero point per segment, over the segment's real tokens (`mask`, where given),
     the range stretched to hold zero; the gradient passes straight through."""
+    padding = ~(torch.ones(x.shape[:2]) if mask is None else mask).bool().unsqueeze(-1)
     values = x.detach()
-    real = None if mask is None else mask.bool().unsqueeze(-1)
-    low = (
-        (values if real is None else values.masked_fill(~real, float("inf")))
-        .amin(dim=(1, 2), keepdim=True)
-        .clamp_max(0.0)
-    )
-    high = (
-        (values if real is None else values.masked_fill(~real, float("-inf")))
-        .amax(dim=(1, 2), keepdim=True)
-        .clamp_min(0.0)
-    )
+    low = values.masked_fill(padding, float("inf")).amin(dim=(1, 2), keepdim=True).clamp_max(0.0)
+    high = values.masked_fill(padding, float("-inf")).amax(dim=(1, 2), keepdim=True).clamp_min(0.0)
     scale = ((high - low) / 255.0).clamp_min(1e-12)
     zero = torch.round(-low / scale)
     rounded = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale

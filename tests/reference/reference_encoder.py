@@ -64,21 +64,26 @@ def test_segments_laid_end_to_end_match_the_reference_one_by_one() -> None:
     assert np.abs(reference(texts) - together).max() < 1e-4
 
 
-def test_the_packaged_adapter_applied_in_numpy_matches_torch() -> None:
-    """The crisis adapter as the appliance applies it (a low-rank delta beside each mapped
-    matrix) against the fine-tuning script's torch model carrying the same numbers."""
+def carrying(adapter: dict[str, np.ndarray], int8: bool = False) -> torch.nn.Module:
+    """The fine-tuning script's torch model carrying `adapter`'s numbers, in eval mode."""
     from benchmarks.crisis_finetune import adapted
 
-    adapter = packaged_adapter()
-    assert adapter is not None, "the package ships crisis_adapter.npz"
     rank = next(iter(adapter.values())).shape[1]
-    model, loras = adapted(rank, alpha=float(rank))  # scale 1: the file's b is already scaled
+    model, loras = adapted(rank, alpha=float(rank), int8=int8)  # scale 1: b is already scaled
     assert set(adapter) == {f"{name}.{part}" for name in loras for part in ("a", "b")}
     with torch.no_grad():
         for name, lora in loras.items():
             lora.a.copy_(torch.from_numpy(adapter[f"{name}.a"]))
             lora.b.copy_(torch.from_numpy(adapter[f"{name}.b"]))
-    model.eval()
+    return model.eval()
+
+
+def test_the_packaged_adapter_applied_in_numpy_matches_torch() -> None:
+    """The crisis adapter as the appliance applies it (a low-rank delta beside each mapped
+    matrix) against the fine-tuning script's torch model carrying the same numbers."""
+    adapter = packaged_adapter()
+    assert adapter is not None, "the package ships crisis_adapter.npz"
+    model = carrying(adapter)
     ours = Encoder(max_tokens=64, adapter=adapter)
     texts = TEXTS[:4]
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir()))
@@ -99,23 +104,17 @@ def test_the_int8_training_graph_rounds_as_the_appliance_does() -> None:
     gives most segments' int8 vectors to within float error, where the float model is off by the
     rounding's whole effect. (Not all: a few products round one step apart between the two
     libraries, and a step early on carries through the layers.)"""
-    from benchmarks.crisis_finetune import adapted, batch, pooled
+    from benchmarks.crisis_finetune import batch, pooled
 
     adapter = packaged_adapter()
     assert adapter is not None
-    rank = next(iter(adapter.values())).shape[1]
     ours = Encoder(max_tokens=64, adapter=adapter, quantized=True)
     cls, sep = ours.special_ids
     segments = [ours.tokens(t)[: ours.room] for t in TEXTS[:4]]
     got = np.stack([ours.encode_segments([s])[0] for s in segments])
     gaps = {}
     for int8 in (False, True):
-        model, loras = adapted(rank, alpha=float(rank), int8=int8)
-        with torch.no_grad():
-            for name, lora in loras.items():
-                lora.a.copy_(torch.from_numpy(adapter[f"{name}.a"]))
-                lora.b.copy_(torch.from_numpy(adapter[f"{name}.b"]))
-        model.eval()
+        model = carrying(adapter, int8)
         with torch.no_grad():
             expected = np.stack([pooled(model, *batch([s], cls, sep))[0].numpy() for s in segments])
         gaps[int8] = float(np.median(np.abs(expected - got).max(axis=1)))
