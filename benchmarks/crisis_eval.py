@@ -9,8 +9,8 @@ Prints, for the whole detector as the appliance runs it when the Guardrail model
 - the false-positive rate (called a crisis) and the caution rate on each control and all controls;
 - a confusion table: label x (crisis / caution / none);
 - the classifier's load time, the latency per message (p50/p99 over every message, each timed
-  alone, `--repeat` times), the latency added to a Kai turn (the message read with two earlier
-  turns), and the added resident memory.
+  alone, `--repeat` times, every member of the encoder reading it), the latency added to a Kai
+  turn (the message read with two earlier turns), and the added resident memory.
 The split is fixed in the corpus files; the test split is only ever read here.
 """
 
@@ -125,14 +125,15 @@ def main() -> int:
         print(f"  {label:<28}{row['crisis']:>8}{row['caution']:>9}{row['none']:>9}")
     ms = sorted(x * 1000 for x in latencies)
     print(
-        f"\nclassifier load {load_s:.2f} s, its layers' session built on first use in "
+        f"\nclassifier load {load_s:.2f} s; its encoder's {classifier.encoder.members} "
+        f"member(s), each a session of the layers, built on first use in "
         f"{classifier.encoder.build_s:.2f} s; latency per message over {len(ms)} timings: "
         f"p50 {quantile(ms, 0.5):.2f} ms, p99 {quantile(ms, 0.99):.2f} ms, "
         f"max {ms[-1]:.2f} ms"
     )
     turn = sorted(x * 1000 for x in turn_latencies)
     print(
-        "added to a Kai turn (the message and two earlier turns, one pass): "
+        "added to a Kai turn (the message and two earlier turns, read by every member): "
         f"p50 {quantile(turn, 0.5):.2f} ms, p99 {quantile(turn, 0.99):.2f} ms"
     )
     print(

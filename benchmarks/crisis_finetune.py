@@ -39,17 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appliance.agents.classifier import CATEGORIES, CATEGORY_OF, CrisisClassifier, Head
 from appliance.agents.encoder import (
-    ADAPTER_FILE,
+    ADAPTER_FILES,
     SEGMENT_TOKENS,
     Encoder,
     model_dir,
-    packaged_adapter,
+    read_adapter,
 )
 from appliance.agents.encoder_graph import in_int8
 from benchmarks.crisis_data import Example, load
 from benchmarks.crisis_train import balanced, caution_of, head_of, layered_score, pick
 
-OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILE
+OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILES[0]
 # The heads read the unit sentence vector at this fixed scale; a shipped head reads it unscaled, so
 # its weights carry the factor.
 HEAD_SCALE = 10.0
@@ -146,7 +146,7 @@ def warm_start(adapters: dict[str, LoRA], path: Path) -> str | None:
     """Load an adapter file's factors, as `export` wrote them, back into the adapters (the scale
     unfolded from b); a reason when the file cannot be read or does not fit, else None."""
     try:
-        factors = packaged_adapter(path) or {}
+        factors = read_adapter(path)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         return f"cannot read it ({exc})"
     for name, lora in adapters.items():

@@ -3,14 +3,20 @@
     .venv/bin/python benchmarks/crisis_train.py     # writes appliance/agents/crisis_head.npz
 
 The vectors are the encoder's, as the appliance builds it (the last layers in int8), with the
-packaged adapter or the one `--adapter` names (`crisis_finetune.py` writes them; run it first when
-the corpus changes).
+packaged adapters or those `--adapter` names, one member each, their vectors end to end
+(`crisis_finetune.py` writes them; run it first when the corpus changes).
 
     .venv/bin/python benchmarks/crisis_train.py --adapter A --retune H --out OUT
 
 keeps the head `H` (the linear head `crisis_finetune.py` trained with adapter `A`) and chooses only
 its thresholds and cue override again, by the rule below, on the appliance's dev vectors: its own
-threshold was chosen on the training graph's float vectors.
+threshold was chosen on the training graph's float vectors. With several, in order,
+
+    .venv/bin/python benchmarks/crisis_train.py --adapter A1 --adapter A2 --retune H1 --retune H2
+
+the linear heads are joined into one over both members' vectors, whose logit is the mean of theirs
+(`joined`), and its thresholds chosen the same way: two adapters fitted apart miss different
+messages, and their mean misses fewer than either.
 Deterministic: the same corpus, encoder and adapter give the same head (fixed seeds, full-batch
 steps).
 The test split is never read here; `crisis_eval.py` reports on it.
@@ -39,7 +45,7 @@ import argparse
 import dataclasses
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +60,9 @@ from appliance.agents.classifier import (
     Head,
 )
 from appliance.agents.crisis import detect
-from appliance.agents.encoder import classifier_encoder, packaged_adapter
+from appliance.agents.encoder import classifier_encoder, packaged_adapters, read_adapter
 from appliance.agents.framing import framing
+from appliance.errors import EncoderMissing
 from benchmarks.crisis_data import Example, load
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / HEAD_FILE
@@ -240,7 +247,7 @@ def head_of(
     t: float = 1.0,
     cue_override: float | None = None,
 ) -> Head:
-    cat = np.zeros((len(CATEGORIES), 385)) if category is None else category
+    cat = np.zeros((len(CATEGORIES), theta[0].shape[0] + 1)) if category is None else category
     return Head(
         theta[2].astype(np.float32),
         float(theta[3][0]),
@@ -252,6 +259,24 @@ def head_of(
         theta[0].astype(np.float32),
         theta[1].astype(np.float32),
         cue_override,
+    )
+
+
+def joined(heads: Sequence[Head]) -> Head:
+    """One head over the members' vectors end to end, from each member's linear head: its logit is
+    the mean of theirs, and so are its category logits. The first head's thresholds are kept
+    until they are chosen again."""
+    if any(h.hidden_w is not None for h in heads):
+        raise ValueError("only linear heads join: a hidden layer reads one member's vector")
+    if len({h.categories for h in heads}) > 1:
+        raise ValueError("the heads name different categories")
+    k = len(heads)
+    return dataclasses.replace(
+        heads[0],
+        crisis_w=(np.concatenate([h.crisis_w for h in heads]) / k).astype(np.float32),
+        crisis_b=sum(h.crisis_b for h in heads) / k,
+        category_w=(np.concatenate([h.category_w for h in heads], axis=1) / k).astype(np.float32),
+        category_b=np.mean([h.category_b for h in heads], axis=0).astype(np.float32),
     )
 
 
@@ -299,9 +324,10 @@ def main() -> int:
     parser.add_argument(
         "--adapter",
         type=Path,
+        action="append",
         default=None,
-        help="an adapter file to embed with instead of the packaged one (a candidate from "
-        "crisis_finetune.py --keep-epochs); the head is then for that adapter",
+        help="an adapter file to embed with instead of the packaged ones (a candidate from "
+        "crisis_finetune.py --keep-epochs); the head is then for it; repeat it for members",
     )
     parser.add_argument(
         "--hidden", type=int, default=HIDDEN, help="hidden units of each seed's network"
@@ -309,16 +335,24 @@ def main() -> int:
     parser.add_argument(
         "--retune",
         type=Path,
+        action="append",
         default=None,
-        help="a head file to keep, choosing only its thresholds and cue override on dev",
+        help="a head file to keep, choosing only its thresholds and cue override on dev; one "
+        "linear head per member (in --adapter order) to join them",
     )
     args = parser.parse_args()
     cap = args.max_fpr
-    encoder = classifier_encoder(packaged_adapter(args.adapter))
+    adapters = [read_adapter(a) for a in args.adapter] if args.adapter else packaged_adapters()
+    encoder = classifier_encoder(adapters)
     if args.retune is not None:
-        return retune(CrisisClassifier(encoder, Head.load(args.retune)), args.out, cap)
+        try:
+            head = joined([Head.load(h) for h in args.retune])
+            return retune(CrisisClassifier(encoder, head), args.out, cap)
+        except (OSError, ValueError, EncoderMissing) as exc:
+            print(f"--retune: {exc}", file=sys.stderr)
+            return 2
     classifier = CrisisClassifier(
-        encoder, head_of([np.zeros((384, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
+        encoder, head_of([np.zeros((encoder.width, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
     )
     train, dev = load("train"), load("dev")
     train_vectors = [vectors(classifier, e) for e in train]

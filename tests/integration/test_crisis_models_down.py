@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from appliance.agents.encoder import ADAPTER_FILES
 from tests.support.running import Appliance, free_port, sim_config
 
 pytestmark = pytest.mark.integration
@@ -96,7 +97,8 @@ def test_everyday_messages_are_not_a_crisis(appliance: Appliance, text: str) -> 
 
 def test_health_says_the_classifier_is_loaded(appliance: Appliance) -> None:
     detailed = appliance.get("/health/detailed").json()
-    assert detailed["agents"]["crisis_classifier"]["loaded"] is True
+    classifier = detailed["agents"]["crisis_classifier"]
+    assert classifier["loaded"] is True and classifier["members"] == len(ADAPTER_FILES)
 
 
 def test_no_user_text_reaches_the_log(appliance: Appliance) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from appliance.agents.encoder import MAX_TOKENS, Encoder, model_dir, packaged_adapter
+from appliance.agents.encoder import MAX_TOKENS, Encoder, model_dir, packaged_adapters
 
 TEXTS = [
     "I want to kill myself",
@@ -78,25 +78,27 @@ def carrying(adapter: dict[str, np.ndarray], int8: bool = False) -> torch.nn.Mod
     return model.eval()
 
 
-def test_the_packaged_adapter_applied_in_numpy_matches_torch() -> None:
-    """The crisis adapter as the appliance applies it (a low-rank delta beside each mapped
+def test_the_packaged_adapters_applied_in_numpy_match_torch() -> None:
+    """Each crisis adapter as the appliance applies it (a low-rank delta beside each mapped
     matrix) against the fine-tuning script's torch model carrying the same numbers."""
-    adapter = packaged_adapter()
-    assert adapter is not None, "the package ships crisis_adapter.npz"
-    model = carrying(adapter)
-    ours = Encoder(max_tokens=64, adapter=adapter)
+    adapters = packaged_adapters()
+    assert adapters, "the package ships crisis_adapter.npz"
     texts = TEXTS[:4]
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir()))
     batch = tokenizer(texts, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
-    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1).numpy()
-    got = ours.encode_segments([ours.tokens(t)[: ours.room] for t in texts])
-    assert np.abs(expected - got).max() < 1e-4
-    # The adapter changes what the encoder says: it is not a no-op.
-    plain = Encoder(max_tokens=64).encode_segments([ours.tokens(t)[: ours.room] for t in texts])
-    assert np.abs(plain - got).max() > 1e-2
+    plain_encoder = Encoder(max_tokens=64)
+    for adapter in adapters:
+        model = carrying(adapter)
+        ours = Encoder(max_tokens=64, adapters=[adapter])
+        with torch.no_grad():
+            hidden = model(**batch).last_hidden_state
+        expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
+        segments = [ours.tokens(t)[: ours.room] for t in texts]
+        got = ours.encode_segments(segments)
+        assert np.abs(expected.numpy() - got).max() < 1e-4
+        # The adapter changes what the encoder says: it is not a no-op.
+        assert np.abs(plain_encoder.encode_segments(segments) - got).max() > 1e-2
 
 
 def test_the_int8_training_graph_rounds_as_the_appliance_does() -> None:
@@ -106,9 +108,8 @@ def test_the_int8_training_graph_rounds_as_the_appliance_does() -> None:
     libraries, and a step early on carries through the layers.)"""
     from benchmarks.crisis_finetune import batch, pooled
 
-    adapter = packaged_adapter()
-    assert adapter is not None
-    ours = Encoder(max_tokens=64, adapter=adapter, quantized=True)
+    adapter = packaged_adapters()[0]
+    ours = Encoder(max_tokens=64, adapters=[adapter], quantized=True)
     cls, sep = ours.special_ids
     segments = [ours.tokens(t)[: ours.room] for t in TEXTS[:4]]
     got = np.stack([ours.encode_segments([s])[0] for s in segments])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from appliance.agents.classifier import CrisisClassifier, Head
+from appliance.agents.classifier import CATEGORIES, CrisisClassifier, Head
 from appliance.agents.detector import CrisisDetector
 from appliance.agents.encoder import shared_encoder
 from appliance.agents.framing import framing
@@ -20,7 +20,8 @@ from appliance.agents.orchestrator import Orchestrator
 from appliance.agents.schemas import ConverseRequest, GuardrailCheckRequest, Turn
 from appliance.api.agents import answer_crisis
 from appliance.api.chat import ChatHead
-from appliance.errors import EngineUnavailable, Overloaded
+from appliance.errors import EncoderMissing, EngineUnavailable, Overloaded
+from benchmarks.crisis_train import joined
 from tests.unit.agents.fakes import FakeGateway, config
 
 DOWN = EngineUnavailable("No engine could serve it.")
@@ -86,11 +87,13 @@ def test_the_encoder_gives_unit_vectors_and_batches_like_single_calls() -> None:
     encoder = shared_encoder()
     texts = ["i'm on the bridge", "what should i cook tonight", "x" * 2_000]
     together = encoder.encode(texts)
-    assert together.shape == (3, 384) and together.dtype == np.float32
-    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    assert together.shape == (3, 384 * encoder.members) and together.dtype == np.float32
+    for member in range(encoder.members):  # a unit vector from each member, end to end
+        part = together[:, 384 * member : 384 * (member + 1)]
+        assert np.allclose(np.linalg.norm(part, axis=1), 1.0, atol=1e-5)
+        assert float(part[0] @ part[1]) < 0.9  # different sentences, different vectors
     for i, text in enumerate(texts):
         assert np.allclose(together[i], encoder.encode([text])[0], atol=1e-5)
-    assert float(together[0] @ together[1]) < 0.9  # different sentences, different vectors
 
 
 def test_a_long_text_keeps_its_end() -> None:
@@ -268,6 +271,54 @@ def test_both_kinds_of_head_are_kept_by_the_file_and_score_as_written(
         assert (loaded.hidden_w is None) == (head.hidden_w is None)
         expected = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         assert loaded.crisis_probability(x) == pytest.approx(expected, rel=1e-4)
+
+
+def _linear_head(rng: np.random.Generator, width: int = 384) -> Head:
+    return Head(
+        crisis_w=rng.normal(size=width).astype(np.float32),
+        crisis_b=float(rng.normal()),
+        category_w=rng.normal(size=(len(CATEGORIES), width)).astype(np.float32),
+        category_b=rng.normal(size=len(CATEGORIES)).astype(np.float32),
+        categories=CATEGORIES,
+        crisis_threshold=0.9,
+        caution_threshold=0.8,
+    )
+
+
+def test_heads_joined_over_two_members_give_their_mean_logit() -> None:
+    rng = np.random.default_rng(1)
+    first, second = _linear_head(rng), _linear_head(rng)
+    both = joined([first, second])
+    assert both.width == 768
+    x = rng.normal(size=(5, 768)).astype(np.float32)
+    halves = (x[:, :384], x[:, 384:])
+    logits = [v @ h.crisis_w + h.crisis_b for v, h in zip(halves, (first, second), strict=True)]
+    mean = (logits[0] + logits[1]) / 2
+    assert both.crisis_probability(x) == pytest.approx(1 / (1 + np.exp(-mean)), rel=1e-4)
+    for row in range(len(x)):
+        votes = sum(
+            v[row] @ h.category_w.T + h.category_b
+            for v, h in zip(halves, (first, second), strict=True)
+        )
+        assert both.category(x[row]) == CATEGORIES[int(np.argmax(votes))]
+    with_hidden = dataclasses.replace(
+        second,
+        crisis_w=np.ones(8, np.float32),
+        hidden_w=np.ones((384, 8), np.float32),
+        hidden_b=np.zeros(8, np.float32),
+    )
+    with pytest.raises(ValueError, match="only linear heads join"):
+        joined([first, with_hidden])
+
+
+def test_a_head_for_other_members_is_refused_with_a_clear_error(
+    detector: CrisisDetector,
+) -> None:
+    assert detector.classifier is not None
+    encoder = detector.classifier.encoder
+    wrong = _linear_head(np.random.default_rng(2), encoder.width + 384)
+    with pytest.raises(EncoderMissing, match=f"reads vectors of {encoder.width + 384} numbers"):
+        CrisisClassifier(encoder, wrong)
 
 
 def test_loading_the_classifier_holds_numpy_blas_to_one_thread() -> None:

@@ -1,5 +1,6 @@
-"""The crisis adapter in the encoder: an encoder given low-rank deltas must say exactly what a model
-file holding the merged matrices W + (A B)^T says, and the packaged adapter must load."""
+"""The crisis adapters in the encoder: an encoder given low-rank deltas must say exactly what a model
+file holding the merged matrices W + (A B)^T says, an encoder of several members must say what each
+says alone, end to end, and the packaged adapters must load."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.agents.encoder import Encoder, mapped_tensors, model_dir, packaged_adapter
+from appliance.agents.encoder import (
+    ADAPTER_FILES,
+    Encoder,
+    mapped_tensors,
+    model_dir,
+    packaged_adapters,
+)
 
 TEXTS = ["i wrote my last letter tonight", "the bus was late again", "a"]
 
@@ -30,8 +37,8 @@ def _write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
     path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"".join(blobs))
 
 
-def _random_adapter(rank: int = 4) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
+def _random_adapter(rank: int = 4, seed: int = 7) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
     weights = mapped_tensors(model_dir() / "model.safetensors")
     adapter = {}
     for name, w in weights.items():
@@ -55,7 +62,7 @@ def test_an_adapter_says_what_its_merged_weights_say(tmp_path: Path) -> None:
     _write_safetensors(tmp_path / "model.safetensors", merged)
     shutil.copy(model_dir() / "tokenizer.json", tmp_path / "tokenizer.json")
 
-    with_delta = Encoder(max_tokens=64, adapter=adapter)
+    with_delta = Encoder(max_tokens=64, adapters=[adapter])
     with_merged = Encoder(tmp_path, max_tokens=64)
     plain = Encoder(max_tokens=64)
     segments = [with_delta.tokens(t) for t in TEXTS]
@@ -65,14 +72,36 @@ def test_an_adapter_says_what_its_merged_weights_say(tmp_path: Path) -> None:
     assert with_delta.adapted and not plain.adapted
 
 
-def test_the_packaged_adapter_covers_every_mapped_matrix() -> None:
-    adapter = packaged_adapter()
-    assert adapter is not None
-    modules = {k.rsplit(".", 1)[0] for k in adapter}
-    assert len(modules) == 36 and all(f"{m}.a" in adapter and f"{m}.b" in adapter for m in modules)
-    for module in modules:
-        rank = adapter[f"{module}.a"].shape[1]
-        assert adapter[f"{module}.b"].shape[0] == rank
-        assert (
-            np.isfinite(adapter[f"{module}.a"]).all() and np.isfinite(adapter[f"{module}.b"]).all()
+def test_members_read_side_by_side_say_what_each_says_alone() -> None:
+    first, second = _random_adapter(seed=7), _random_adapter(rank=2, seed=8)
+    for quantized in (False, True):
+        both = Encoder(max_tokens=64, adapters=[first, second], quantized=quantized)
+        alone = [Encoder(max_tokens=64, adapters=[a], quantized=quantized) for a in (first, second)]
+        segments = [both.tokens(t) for t in TEXTS]
+        got = both.encode_segments(segments)
+        assert both.width == 768 and got.shape == (len(TEXTS), 768)
+        assert np.array_equal(got[:, :384], alone[0].encode_segments(segments))
+        assert np.array_equal(got[:, 384:], alone[1].encode_segments(segments))
+        assert np.abs(got[:, :384] - got[:, 384:]).max() > 1e-2  # two members, not one twice
+        assert len(both.sessions()) == 2 and both.build_s > 0
+
+
+def test_every_packaged_adapter_covers_every_mapped_matrix() -> None:
+    adapters = packaged_adapters()
+    assert len(adapters) == len(ADAPTER_FILES)
+    for adapter in adapters:
+        modules = {k.rsplit(".", 1)[0] for k in adapter}
+        assert len(modules) == 36
+        assert all(f"{m}.a" in adapter and f"{m}.b" in adapter for m in modules)
+        for module in modules:
+            rank = adapter[f"{module}.a"].shape[1]
+            assert adapter[f"{module}.b"].shape[0] == rank
+            assert np.isfinite(adapter[f"{module}.a"]).all()
+            assert np.isfinite(adapter[f"{module}.b"]).all()
+    assert (
+        not np.array_equal(
+            adapters[0]["encoder.layer.0.attention.self.query.a"],
+            adapters[-1]["encoder.layer.0.attention.self.query.a"],
         )
+        or len(adapters) == 1
+    )

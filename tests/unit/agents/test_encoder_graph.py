@@ -12,7 +12,7 @@ from appliance.agents.encoder import (
     Encoder,
     mapped_tensors,
     model_dir,
-    packaged_adapter,
+    packaged_adapters,
     quantize_columns,
 )
 from appliance.agents.encoder_graph import FLOAT_LAYERS, LAYERS, build, packaged_graph, weight_names
@@ -76,15 +76,17 @@ def test_columns_quantize_to_within_half_a_step() -> None:
 
 
 def test_the_int8_encoder_stays_close_to_the_float_one() -> None:
-    adapter = packaged_adapter()
-    exact = Encoder(max_tokens=64, adapter=adapter)
-    int8 = Encoder(max_tokens=64, adapter=adapter, quantized=True)
-    a, b = exact.encode(TEXTS), int8.encode(TEXTS)
-    cosine = (a * b).sum(axis=1)
-    assert (cosine > 0.98).all(), cosine
-    # Each text is still nearer its own float vector than any other text's.
-    assert ((a @ b.T).argmax(axis=0) == np.arange(len(TEXTS))).all()
-    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    adapters = packaged_adapters()
+    exact = Encoder(max_tokens=64, adapters=adapters)
+    int8 = Encoder(max_tokens=64, adapters=adapters, quantized=True)
+    for member in range(len(adapters)):
+        part = slice(384 * member, 384 * (member + 1))
+        a, b = exact.encode(TEXTS)[:, part], int8.encode(TEXTS)[:, part]
+        cosine = (a * b).sum(axis=1)
+        assert (cosine > 0.98).all(), cosine
+        # Each text is still nearer its own float vector than any other text's.
+        assert ((a @ b.T).argmax(axis=0) == np.arange(len(TEXTS))).all()
+        assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
 
 
 def test_the_int8_encoder_reads_each_segment_alone() -> None:
@@ -150,10 +152,12 @@ def test_the_graph_computes_bert_layers_with_a_block_diagonal_mask() -> None:
     mask = np.full((9, 9), -1e9, dtype=np.float32)
     mask[:4, :4] = 0
     mask[4:, 4:] = 0
-    (got,) = encoder.session().run(["hidden"], {"x": x, "mask": mask})
+    (got,) = encoder.sessions()[0].run(["hidden"], {"x": x, "mask": mask})
     expected = _layers_in_numpy(x.astype(np.float64), mask.astype(np.float64))
     assert np.abs(got - expected).max() < 1e-3
     # The mask holds: the first segment alone gives its rows unchanged.
-    (alone,) = encoder.session().run(["hidden"], {"x": x[:4], "mask": np.zeros((4, 4), np.float32)})
+    (alone,) = encoder.sessions()[0].run(
+        ["hidden"], {"x": x[:4], "mask": np.zeros((4, 4), np.float32)}
+    )
     assert np.abs(alone - got[:4]).max() < 1e-4
     assert encoder.build_s > 0
