@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -98,10 +99,6 @@ def test_every_packaged_adapter_covers_every_mapped_matrix() -> None:
             assert adapter[f"{module}.b"].shape[0] == rank
             assert np.isfinite(adapter[f"{module}.a"]).all()
             assert np.isfinite(adapter[f"{module}.b"]).all()
-    assert (
-        not np.array_equal(
-            adapters[0]["encoder.layer.0.attention.self.query.a"],
-            adapters[-1]["encoder.layer.0.attention.self.query.a"],
-        )
-        or len(adapters) == 1
-    )
+    key = "encoder.layer.0.attention.self.query.a"
+    for earlier, later in pairwise(adapters):
+        assert not np.array_equal(earlier[key], later[key])  # members fitted apart, not copies
