@@ -147,13 +147,15 @@ class Encoder:
         return self.max_tokens - 2
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """One vector (`width` floats: a unit vector from each member) per text; a text longer than a segment keeps its end."""
+        """One vector (`width` floats: a unit vector from each member) per text; a text longer
+        than a segment keeps its end."""
         return self.encode_segments([self.tokens(t)[-self.room :] for t in texts])
 
     def encode_segments(self, segments: Sequence[list[int]]) -> npt.NDArray[np.float32]:
-        """Unit vectors for several word-piece segments in one pass: the segments are laid end to
-        end and attend only within themselves (a block-diagonal mask), which costs one set of
-        matrix products instead of one per segment. The int8 graph reads each segment alone
+        """Vectors for several word-piece segments (a unit vector from each member, end to end),
+        in one pass per member: the segments are laid end to end and attend only within
+        themselves (a block-diagonal mask), which costs one set of matrix products instead of one
+        per segment. The int8 graph reads each segment alone
         instead: it quantizes each product's input with one scale, so segments side by side
         would shift each other's vectors."""
         if self.quantized and len(segments) > 1:
