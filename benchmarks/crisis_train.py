@@ -346,11 +346,11 @@ def main() -> int:
     encoder = classifier_encoder(adapters)
     if args.retune is not None:
         try:
-            head = joined([Head.load(h) for h in args.retune])
-            return retune(CrisisClassifier(encoder, head), args.out, cap)
+            classifier = CrisisClassifier(encoder, joined([Head.load(h) for h in args.retune]))
         except (OSError, ValueError, EncoderMissing) as exc:
             print(f"--retune: {exc}", file=sys.stderr)
             return 2
+        return retune(classifier, args.out, cap)
     classifier = CrisisClassifier(
         encoder, head_of([np.zeros((encoder.width, 1)), np.zeros(1), np.zeros(1), np.zeros(1)])
     )

@@ -129,7 +129,7 @@ class Encoder:
     @property
     def width(self) -> int:
         """Numbers in one sentence vector: 384 from each member."""
-        return WIDTH * len(self._adapters)
+        return WIDTH * self.members
 
     @property
     def special_ids(self) -> tuple[int, int]:
@@ -197,6 +197,10 @@ class Encoder:
                         layer_session(self._weights, adapter, self.quantized)
                         for adapter in self._adapters
                     ]
+                    # Once every member has read the map: each member's copies are freed by
+                    # now, and releasing the pages between members would only fault them in again.
+                    _release(self._weights)
+                    _return_freed_heap()
                     self.build_s = time.perf_counter() - started
         return self._sessions
 
@@ -205,8 +209,8 @@ def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bo
     """The packaged graph with the layer weights handed in: each linear map as its (in, out)
     matrix, the adapter's delta `A B` added (and, where the int8 graph asks for `<matrix>.int8`,
     quantized per column).
-    onnxruntime copies them in and packs each matrix once for its products; the mapped file's
-    pages it read are then released from this process."""
+    onnxruntime copies them in and packs each matrix once for its products, so the copies made
+    here are freed on return (`Encoder.sessions` then releases the mapped file's pages)."""
     import onnxruntime as ort
 
     from appliance.agents.encoder_graph import packaged_graph, weight_names
@@ -243,8 +247,6 @@ def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bo
     graph = packaged_graph(quantized)
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     del names, values
-    _release(weights)
-    _return_freed_heap()
     return session
 
 
