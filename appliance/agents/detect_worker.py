@@ -3,7 +3,8 @@
 The classifier is milliseconds of numpy per message. Under overload every refused conversational
 request still gets a crisis check (a person in crisis gets resources even when shed), so unbounded
 worker threads would compete with the event loop for the same cores exactly when it is busiest.
-One thread bounds that cost; a small memory of verdicts, keyed by a digest of the texts (never the
+One thread, reading one message at a time (its encoder's second member on a thread of its own),
+bounds that cost; a small memory of verdicts, keyed by a digest of the texts (never the
 texts themselves), answers a client's retries of the same message at once.
 
 A verdict that does not come within `wait_s` (the thread stuck or far behind) is replaced by the

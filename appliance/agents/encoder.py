@@ -15,8 +15,9 @@ low-rank deltas for each of the 36 linear maps, fitted to the crisis corpus by
 better than a frozen one with a head; shipping the deltas (about 1.3 MB each) rather than more
 models keeps one copy of MiniLM on disk. Each adapter makes one member: every member reads every
 segment and the sentence vector is their unit vectors end to end, because two adapters fitted
-apart miss different messages and a head over both misses fewer than either (a second pass per
-segment, see docs/crisis-safety.md). The deltas are merged into the layer matrices when the
+apart miss different messages and a head over both misses fewer than either. The members read
+at the same time, the second on a thread of its own: a second pass per segment in cores, not in
+latency where a core is free (see docs/crisis-safety.md). The deltas are merged into the layer matrices when the
 sessions are built, on the first encode rather than at start: a process that never reads a
 message never holds them.
 
@@ -40,6 +41,7 @@ import mmap
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,7 @@ _EPS = 1e-12
 
 Vector = npt.NDArray[np.float32]
 Adapter = Mapping[str, Vector]  # "<module>.a" (in, rank) and "<module>.b" (rank, out), scaled
+Bounds = tuple[int, int]  # where a segment starts and ends in a pass's rows
 
 
 def model_dir() -> Path:
@@ -116,6 +119,8 @@ class Encoder:
         # and the sentence vector is their vectors end to end.
         self._adapters: list[Adapter] = list(adapters) or [{}]
         self._sessions: list[Any] | None = None
+        # Threads for the members after the first, which reads on the caller's thread.
+        self._pool: ThreadPoolExecutor | None = None
         self._session_lock = threading.Lock()
         self.adapted = bool(adapters)
         self.quantized = quantized
@@ -152,19 +157,28 @@ class Encoder:
         return self.encode_segments([self.tokens(t)[-self.room :] for t in texts])
 
     def encode_segments(self, segments: Sequence[list[int]]) -> npt.NDArray[np.float32]:
-        """Vectors for several word-piece segments (a unit vector from each member, end to end),
-        in one pass per member: the segments are laid end to end and attend only within
-        themselves (a block-diagonal mask), which costs one set of matrix products instead of one
-        per segment. The int8 graph reads each segment alone
-        instead: it quantizes each product's input with one scale, so segments side by side
-        would shift each other's vectors."""
-        if self.quantized and len(segments) > 1:
-            return np.concatenate([self._encode_together([s]) for s in segments])
-        return self._encode_together(segments)
+        """Vectors for several word-piece segments (a unit vector from each member, end to end).
+        The float graph reads them in one pass per member: the segments are laid end to end and
+        attend only within themselves (a block-diagonal mask), which costs one set of matrix
+        products instead of one per segment. The int8 graph reads each segment alone instead: it
+        quantizes each product's input with one scale, so segments side by side would shift each
+        other's vectors. The members read at the same time, each on its own thread (onnxruntime
+        lets go of the GIL), so a second member costs cores, not latency, where a core is free."""
+        alone = self.quantized
+        passes = [self._feed([s]) for s in segments] if alone else [self._feed(segments)]
+        sessions = self.sessions()
+        pool = self._pool
+        if pool is None:
+            units = [_read(session, passes) for session in sessions]
+        else:
+            others = [pool.submit(_read, session, passes) for session in sessions[1:]]
+            units = [_read(sessions[0], passes), *(f.result() for f in others)]
+        return units[0] if len(units) == 1 else np.concatenate(units, axis=1)
 
-    def _encode_together(self, segments: Sequence[list[int]]) -> npt.NDArray[np.float32]:
+    def _feed(self, segments: Sequence[list[int]]) -> tuple[dict[str, Vector], list[Bounds]]:
+        """The graph's input for `segments` read together, and where each segment lies in it."""
         ids: list[int] = []
-        bounds: list[tuple[int, int]] = []
+        bounds: list[Bounds] = []
         positions: list[int] = []
         for segment in segments:
             piece = [self._cls, *segment[: self.room], self._sep]
@@ -178,14 +192,7 @@ class Encoder:
             mask.fill(np.float32(-1e9))
             for start, end in bounds:
                 mask[start:end, start:end] = 0
-        feed = {"x": np.asarray(x, np.float32), "mask": mask}
-        units: list[Vector] = []
-        for session in self.sessions():
-            (hidden,) = session.run(["hidden"], feed)
-            pooled = np.stack([hidden[start:end].mean(axis=0) for start, end in bounds])
-            norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), _EPS)
-            units.append((pooled / norms).astype(np.float32))
-        return units[0] if len(units) == 1 else np.concatenate(units, axis=1)
+        return {"x": np.asarray(x, np.float32), "mask": mask}, bounds
 
     def sessions(self) -> list[Any]:
         """The onnxruntime sessions of the six layers, one per member, built on first use."""
@@ -193,7 +200,7 @@ class Encoder:
             with self._session_lock:
                 if self._sessions is None:
                     started = time.perf_counter()
-                    self._sessions = [
+                    sessions = [
                         layer_session(self._weights, adapter, self.quantized)
                         for adapter in self._adapters
                     ]
@@ -201,8 +208,24 @@ class Encoder:
                     # now, and releasing the pages between members would only fault them in again.
                     _release(self._weights)
                     _return_freed_heap()
+                    if len(sessions) > 1:
+                        self._pool = ThreadPoolExecutor(
+                            len(sessions) - 1, thread_name_prefix="crisis-member"
+                        )
                     self.build_s = time.perf_counter() - started
+                    self._sessions = sessions  # last: other threads read it without the lock
         return self._sessions
+
+
+def _read(session: Any, passes: Sequence[tuple[dict[str, Vector], list[Bounds]]]) -> Vector:
+    """One member's unit vectors, one row per segment, over every pass."""
+    rows: list[Vector] = []
+    for feed, bounds in passes:
+        (hidden,) = session.run(["hidden"], feed)
+        pooled = np.stack([hidden[start:end].mean(axis=0) for start, end in bounds])
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), _EPS)
+        rows.append((pooled / norms).astype(np.float32))
+    return rows[0] if len(rows) == 1 else np.concatenate(rows)
 
 
 def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bool = False) -> Any:

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
+from appliance.agents import encoder as encoder_module
 from appliance.agents.encoder import (
     ADAPTER_FILES,
     Encoder,
@@ -85,6 +89,38 @@ def test_members_read_side_by_side_say_what_each_says_alone() -> None:
         assert np.array_equal(got[:, 384:], alone[1].encode_segments(segments))
         assert np.abs(got[:, :384] - got[:, 384:]).max() > 1e-2  # two members, not one twice
         assert len(both.sessions()) == 2 and both.build_s > 0
+
+
+class _Meeting:
+    """A member's session that reads only once every member is reading: members read one after
+    another never meet, and the barrier breaks."""
+
+    def __init__(self, session: Any, barrier: threading.Barrier, threads: set[int]) -> None:
+        self._session, self._barrier, self._threads = session, barrier, threads
+
+    def run(self, names: list[str], feed: dict[str, np.ndarray]) -> Any:
+        self._threads.add(threading.get_ident())
+        self._barrier.wait()
+        return self._session.run(names, feed)
+
+
+def test_members_read_at_the_same_time_on_their_own_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = _random_adapter(seed=7), _random_adapter(rank=2, seed=8)
+    segments = [Encoder().tokens(t) for t in TEXTS]
+    alone = Encoder(max_tokens=64, adapters=[second], quantized=True).encode_segments(segments)
+    barrier, threads = threading.Barrier(2, timeout=10), set[int]()
+    real = encoder_module.layer_session
+    monkeypatch.setattr(
+        encoder_module,
+        "layer_session",
+        lambda *args: _Meeting(real(*args), barrier, threads),
+    )
+    both = Encoder(max_tokens=64, adapters=[first, second], quantized=True)
+    got = both.encode_segments(segments)  # three segments, each read alone, by both at once
+    assert len(threads) == 2 and threading.get_ident() in threads
+    assert np.array_equal(got[:, 384:], alone)
 
 
 def test_every_packaged_adapter_covers_every_mapped_matrix() -> None:
