@@ -126,7 +126,8 @@ def main() -> int:
     ms = sorted(x * 1000 for x in latencies)
     print(
         f"\nclassifier load {load_s:.2f} s; its encoder's {classifier.encoder.members} "
-        f"member(s), each a session of the layers, built on first use in "
+        f"member(s), each a session of the layers ({classifier.encoder.weights} matrices), "
+        "built on first use in "
         f"{classifier.encoder.build_s:.2f} s; latency per message over {len(ms)} timings: "
         f"p50 {quantile(ms, 0.5):.2f} ms, p99 {quantile(ms, 0.99):.2f} ms, "
         f"max {ms[-1]:.2f} ms"

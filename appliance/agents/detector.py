@@ -86,7 +86,7 @@ class CrisisDetector:
 
     def snapshot(self) -> dict[str, Any]:
         """For /health/detailed: whether the classifier is loaded, how long that took, how many
-        adapted encoders it reads with, its thresholds."""
+        adapted encoders it reads with and how their matrices are held, its thresholds."""
         if self.classifier is None:
             return {"loaded": False, "layers": ["patterns"]}
         head = self.classifier.head
@@ -95,6 +95,7 @@ class CrisisDetector:
             "layers": ["patterns", "classifier"],
             "load_s": round(self.classifier.load_s, 3),
             "members": self.classifier.encoder.members,
+            "weights": self.classifier.encoder.weights,
             "crisis_threshold": head.crisis_threshold,
             "caution_threshold": head.caution_threshold,
             "cue_override": head.cue_override,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import importlib.util
 import json
 import mmap
@@ -137,6 +138,14 @@ class Encoder:
         return WIDTH * self.members
 
     @property
+    def weights(self) -> str:
+        """How the later layers' matrices are held: "float", "int8", or "uint8" where this host's
+        int8 products are not exact (`exact_int8`); the vectors are the same either way."""
+        if not self.quantized:
+            return "float"
+        return "int8" if exact_int8() else "uint8"
+
+    @property
     def special_ids(self) -> tuple[int, int]:
         """The ids of [CLS] and [SEP], which frame every segment."""
         return self._cls, self._sep
@@ -231,18 +240,20 @@ def _read(session: Any, passes: Sequence[tuple[dict[str, Vector], list[Bounds]]]
 def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bool = False) -> Any:
     """The packaged graph with the layer weights handed in: each linear map as its (in, out)
     matrix, the adapter's delta `A B` added (and, where the int8 graph asks for `<matrix>.int8`,
-    quantized per column).
+    quantized per column; held as uint8 about 128 where this host's int8 products are not exact,
+    see `exact_int8`).
     onnxruntime copies them in and packs each matrix once for its products, so the copies made
     here are freed on return (`Encoder.sessions` then releases the mapped file's pages)."""
     import onnxruntime as ort
 
-    from appliance.agents.encoder_graph import packaged_graph, weight_names
+    from appliance.agents.encoder_graph import ZERO_POINT, packaged_graph, weight_names
 
+    unsigned = quantized and not exact_int8()
     names: list[str] = []
     values: list[Any] = []
     quantized_parts: dict[str, npt.NDArray[Any]] = {}
-    for name, shape in weight_names(quantized):
-        matrix = name.removesuffix(".int8").removesuffix(".scale")
+    for name, shape in weight_names(quantized, unsigned):
+        matrix = name.rsplit(".", 1)[0] if name.endswith((".int8", ".uint8", ".scale")) else name
         array: npt.NDArray[Any]
         if name in quantized_parts:
             array = quantized_parts.pop(name)
@@ -251,9 +262,12 @@ def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bo
             array = np.array(weights[module + ".weight"].T, dtype=np.float32, order="C")
             if module + ".a" in adapter:
                 array += adapter[module + ".a"] @ adapter[module + ".b"]
-            if name.endswith(".int8"):
+            if name.endswith((".int8", ".uint8")):
                 array, scale = quantize_columns(array)
                 quantized_parts[matrix + ".scale"] = scale
+            if name.endswith(".uint8"):
+                array = (array.astype(np.int16) + ZERO_POINT).astype(np.uint8)
+                quantized_parts[matrix + ".zero"] = np.full(shape[1:], ZERO_POINT, np.uint8)
         else:
             array = np.ascontiguousarray(weights[name], dtype=np.float32)
         if array.shape != shape:
@@ -267,10 +281,29 @@ def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bo
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_external_initializers(names, values)
-    graph = packaged_graph(quantized)
+    graph = packaged_graph(quantized, unsigned)
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     del names, values
     return session
+
+
+@functools.cache
+def exact_int8() -> bool:
+    """Whether onnxruntime's int8 products are exact on this host. Where the CPU has VNNI (or AMX)
+    they sum in 32 bits; on plain AVX2 uint8 x int8 pairs are summed in 16 bits that saturate, and
+    the products drift (see `encoder_graph`). The packaged probe asks the kernel itself rather
+    than the CPU's flags, so whatever path onnxruntime takes is the one judged."""
+    import onnxruntime as ort
+
+    from appliance.agents.encoder_graph import PROBE_DEPTH, packaged_probe
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(packaged_probe(), options, providers=["CPUExecutionProvider"])
+    x = np.ones((1, PROBE_DEPTH), np.float32)
+    x[0, 0] = 0.0
+    (y,) = session.run(["y"], {"x": x})
+    return bool(abs(float(y[0, 0]) - (PROBE_DEPTH - 1)) < 0.5)
 
 
 def quantize_columns(

@@ -18,6 +18,15 @@ time per message; the first three won back all of it (0.924), but for about thre
 which a slower host's Kai turns cannot spare inside 20 ms p99. The float graph stays the one
 checked against transformers, and the one the adapter is fitted through.
 
+A third, `minilm_uint8.onnx`, is the same with each matrix held as uint8 about a zero point of 128
+(`<matrix>.uint8`, `<matrix>.zero`): the same numbers, another kernel. On x86 without VNNI
+onnxruntime multiplies uint8 by int8 in 16-bit pairs that saturate, and its products there drift
+from the exact ones (by a quarter of their size on random inputs); uint8 by uint8 it widens first,
+exact, for about a third more time per product. `encoder.py` asks a tiny packaged graph
+(`int8_probe.onnx`, one product whose pairs would saturate) which holds on the host, and takes the
+uint8 graph where int8 is not exact, so the classifier computes the vectors its head was tuned on
+whatever the CPU.
+
 Inputs: `x` (n, 384), the embedded and normalised word pieces of one or more segments laid end to
 end; `mask` (n, n), 0 where a piece may attend and -1e9 where not. Output: `hidden` (n, 384).
 
@@ -34,6 +43,10 @@ from typing import Any
 
 GRAPH_FILE = "minilm.onnx"
 QUANTIZED_GRAPH_FILE = "minilm_int8.onnx"
+UNSIGNED_GRAPH_FILE = "minilm_uint8.onnx"
+PROBE_FILE = "int8_probe.onnx"
+PROBE_DEPTH = 64  # the probe's product: [0, 1, 1, ...] (64) by a column of 127s, exactly 63
+ZERO_POINT = 128  # a uint8 matrix's zero: int8 value v is held as v + 128
 LAYERS = 6
 HEADS = 12
 WIDTH = 384
@@ -66,15 +79,21 @@ def in_int8(layer: int, quantized: bool) -> bool:
     return quantized and layer >= FLOAT_LAYERS
 
 
-def weight_names(quantized: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+def weight_names(
+    quantized: bool = False, unsigned: bool = False
+) -> list[tuple[str, tuple[int, ...]]]:
     """Every tensor the graph expects from outside, with its shape. In the quantized graph each
-    int8 matrix comes as `<matrix>.int8` (in, out) and its column scales `<matrix>.scale` (out,)."""
+    int8 matrix comes as `<matrix>.int8` (in, out) and its column scales `<matrix>.scale` (out,);
+    in the `unsigned` one as `<matrix>.uint8`, the scales and its zero points `<matrix>.zero`."""
     names: list[tuple[str, tuple[int, ...]]] = []
     for layer in range(LAYERS):
         p = f"encoder.layer.{layer}."
         for module, (n_in, n_out) in LINEAR_MAPS:
             matrix = matrix_name(layer, module)
-            if in_int8(layer, quantized):
+            if in_int8(layer, quantized) and unsigned:
+                names += [(f"{matrix}.uint8", (n_in, n_out)), (f"{matrix}.scale", (n_out,))]
+                names.append((f"{matrix}.zero", (n_out,)))
+            elif in_int8(layer, quantized):
                 names += [(f"{matrix}.int8", (n_in, n_out)), (f"{matrix}.scale", (n_out,))]
             else:
                 names.append((matrix, (n_in, n_out)))
@@ -84,8 +103,9 @@ def weight_names(quantized: bool = False) -> list[tuple[str, tuple[int, ...]]]:
     return names
 
 
-def build(quantized: bool = False) -> Any:
-    """The graph as an `onnx.ModelProto`; with `quantized`, the later layers' linear maps in int8."""
+def build(quantized: bool = False, unsigned: bool = False) -> Any:
+    """The graph as an `onnx.ModelProto`; with `quantized`, the later layers' linear maps in int8
+    (held as uint8 about 128 where `unsigned`)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -99,11 +119,11 @@ def build(quantized: bool = False) -> Any:
         return output
 
     def external(name: str, shape: tuple[int, ...]) -> Any:
-        int8 = name.endswith(".int8")
-        kind = TensorProto.INT8 if int8 else TensorProto.FLOAT
-        tensor = TensorProto(name=name, data_type=kind, dims=list(shape))
+        kind = {".int8": TensorProto.INT8, ".uint8": TensorProto.UINT8, ".zero": TensorProto.UINT8}
+        data_type = kind.get("." + name.rsplit(".", 1)[-1], TensorProto.FLOAT)
+        tensor = TensorProto(name=name, data_type=data_type, dims=list(shape))
         tensor.data_location = TensorProto.EXTERNAL
-        size = (1 if int8 else 4) * int(np.prod(shape))
+        size = (4 if data_type == TensorProto.FLOAT else 1) * int(np.prod(shape))
         for key, value in (("location", "weights"), ("offset", "0"), ("length", str(size))):
             entry = tensor.external_data.add()
             entry.key, entry.value = key, value
@@ -128,8 +148,9 @@ def build(quantized: bool = False) -> Any:
 
         def linear(source: str, module: str, p: str = p, layer: int = layer) -> str:
             if in_int8(layer, quantized):
-                matrix = matrix_name(layer, module)
-                inputs = [source, f"{matrix}.int8", f"{matrix}.scale", "", f"{p}{module}.bias"]
+                m = matrix_name(layer, module)
+                held, zero = (f"{m}.uint8", f"{m}.zero") if unsigned else (f"{m}.int8", "")
+                inputs = [source, held, f"{m}.scale", zero, f"{p}{module}.bias"]
                 return node("DynamicQuantizeMatMul", inputs, f"{p}{module}.out")
             product = node("MatMul", [source, matrix_name(layer, module)], f"{p}{module}.product")
             return node("Add", [product, f"{p}{module}.bias"], f"{p}{module}.out")
@@ -160,7 +181,7 @@ def build(quantized: bool = False) -> Any:
             helper.make_tensor_value_info("mask", float_input, ["n", "n"]),
         ],
         [helper.make_tensor_value_info("hidden", float_input, ["n", WIDTH])],
-        constants + [external(name, shape) for name, shape in weight_names(quantized)],
+        constants + [external(name, shape) for name, shape in weight_names(quantized, unsigned)],
     )
     model = helper.make_model(
         graph,
@@ -171,19 +192,59 @@ def build(quantized: bool = False) -> Any:
     return model
 
 
-def graph_file(quantized: bool = False) -> str:
-    return QUANTIZED_GRAPH_FILE if quantized else GRAPH_FILE
+def probe() -> Any:
+    """A one-product graph that answers 63 (to float rounding) where onnxruntime's int8 products
+    are exact: `x` (1, 64), [0, 1, 1, ...], quantizes to uint8 [0, 255, 255, ...], and each pair of
+    255 x 127 (64,770) overflows a 16-bit sum."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [
+        numpy_helper.from_array(np.full((PROBE_DEPTH, 1), 127, np.int8), "w"),
+        numpy_helper.from_array(np.full((1,), 1 / 127, np.float32), "w.scale"),
+    ]
+    product = helper.make_node(
+        "DynamicQuantizeMatMul", ["x", "w", "w.scale"], ["y"], name="y", domain="com.microsoft"
+    )
+    graph = helper.make_graph(
+        [product],
+        "int8-probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, PROBE_DEPTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        weights,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
+        producer_name="kai-llm-appliance",
+    )
+    model.ir_version = 9
+    return model
 
 
-def packaged_graph(quantized: bool = False) -> bytes:
+def graph_file(quantized: bool = False, unsigned: bool = False) -> str:
+    if quantized:
+        return UNSIGNED_GRAPH_FILE if unsigned else QUANTIZED_GRAPH_FILE
+    return GRAPH_FILE
+
+
+def packaged_graph(quantized: bool = False, unsigned: bool = False) -> bytes:
     """The packaged graph's bytes."""
-    return (resources.files("appliance.agents") / graph_file(quantized)).read_bytes()
+    return (resources.files("appliance.agents") / graph_file(quantized, unsigned)).read_bytes()
+
+
+def packaged_probe() -> bytes:
+    return (resources.files("appliance.agents") / PROBE_FILE).read_bytes()
 
 
 def main() -> int:
-    for quantized in (False, True):
-        target = Path(__file__).with_name(graph_file(quantized))
-        data = build(quantized).SerializeToString()
+    built = {
+        graph_file(quantized, unsigned): build(quantized, unsigned)
+        for quantized, unsigned in ((False, False), (True, False), (True, True))
+    }
+    for name, model in (*built.items(), (PROBE_FILE, probe())):
+        target = Path(__file__).with_name(name)
+        data = model.SerializeToString()
         target.write_bytes(data)
         print(f"wrote {target.name} ({len(data)} bytes)")
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from appliance.agents.encoder import ADAPTER_FILES
+from appliance.agents.encoder import ADAPTER_FILES, exact_int8
 from tests.support.running import Appliance, free_port, sim_config
 
 pytestmark = pytest.mark.integration
@@ -99,6 +99,8 @@ def test_health_says_the_classifier_is_loaded(appliance: Appliance) -> None:
     detailed = appliance.get("/health/detailed").json()
     classifier = detailed["agents"]["crisis_classifier"]
     assert classifier["loaded"] is True and classifier["members"] == len(ADAPTER_FILES)
+    # The int8 matrices are held as int8 where this CPU's int8 products are exact, else as uint8.
+    assert classifier["weights"] == ("int8" if exact_int8() else "uint8")
 
 
 def test_no_user_text_reaches_the_log(appliance: Appliance) -> None:

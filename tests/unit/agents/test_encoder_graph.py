@@ -1,21 +1,41 @@
 """The encoder's packaged ONNX graphs: they are what `encoder_graph.build` makes, they name only
 tensors the MiniLM file holds, the six layers the float graph runs say what the layers say written
-out in numpy, and the int8 graph (its last layers in int8) stays close to the float one."""
+out in numpy, and the int8 graph (its last layers in int8) stays close to the float one, held as int8
+or as uint8 about 128; uint8 products are exact on any host, and the probe says whether int8 ones
+are on this one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
+from appliance.agents import encoder as encoder_module
 from appliance.agents.encoder import (
     Encoder,
+    exact_int8,
     mapped_tensors,
     model_dir,
     packaged_adapters,
     quantize_columns,
 )
-from appliance.agents.encoder_graph import FLOAT_LAYERS, LAYERS, build, packaged_graph, weight_names
+from appliance.agents.encoder_graph import (
+    FLOAT_LAYERS,
+    LAYERS,
+    OPSET,
+    ZERO_POINT,
+    build,
+    packaged_graph,
+    packaged_probe,
+    probe,
+    weight_names,
+)
+
+FORMS = [(False, False), (True, False), (True, True)]  # float; int8; int8 held as uint8
 
 TEXTS = [
     "i'm standing on the multi storey roof and nobody knows where i am",
@@ -26,24 +46,69 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("quantized", [False, True])
-def test_the_packaged_graph_is_what_the_builder_makes(quantized: bool) -> None:
-    packaged = onnx.load_model_from_string(packaged_graph(quantized))
-    assert packaged == build(quantized), "rebuild it: python -m appliance.agents.encoder_graph"
+@pytest.mark.parametrize(("quantized", "unsigned"), FORMS)
+def test_the_packaged_graph_is_what_the_builder_makes(quantized: bool, unsigned: bool) -> None:
+    packaged = onnx.load_model_from_string(packaged_graph(quantized, unsigned))
+    assert packaged == build(quantized, unsigned), (
+        "rebuild: python -m appliance.agents.encoder_graph"
+    )
+    assert onnx.load_model_from_string(packaged_probe()) == probe()
 
 
-@pytest.mark.parametrize("quantized", [False, True])
-def test_every_weight_the_graph_expects_is_in_the_model_file(quantized: bool) -> None:
+@pytest.mark.parametrize(("quantized", "unsigned"), FORMS)
+def test_every_weight_the_graph_expects_is_in_the_model_file(
+    quantized: bool, unsigned: bool
+) -> None:
     stored = mapped_tensors(model_dir() / "model.safetensors")
-    for name, shape in weight_names(quantized):
-        if name.endswith((".matrix", ".matrix.int8")):  # the [out, in] tensor, as (in, out)
-            source = name.removesuffix(".int8").removesuffix(".matrix") + ".weight"
+    for name, shape in weight_names(quantized, unsigned):
+        if name.endswith((".matrix", ".matrix.int8", ".matrix.uint8")):  # [out, in] as (in, out)
+            source = name.split(".matrix")[0] + ".weight"
             assert tuple(reversed(stored[source].shape)) == shape, name
-        elif name.endswith(".matrix.scale"):  # one scale per output column
-            source = name.removesuffix(".matrix.scale") + ".weight"
+        elif name.endswith((".matrix.scale", ".matrix.zero")):  # one per output column
+            source = name.split(".matrix")[0] + ".weight"
             assert (stored[source].shape[0],) == shape, name
         else:
             assert stored[name].shape == shape, name
+
+
+def _product(weights: np.ndarray, scale: np.ndarray, zero: np.ndarray | None) -> Any:
+    """One `DynamicQuantizeMatMul` session, as the int8 graph's linear maps run."""
+    held = [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(scale, "s")]
+    if zero is not None:
+        held.append(numpy_helper.from_array(zero, "z"))
+    inputs = ["x", "w", "s", "z" if zero is not None else ""]
+    depth, width = weights.shape
+    graph = helper.make_graph(
+        [helper.make_node("DynamicQuantizeMatMul", inputs, ["y"], domain="com.microsoft")],
+        "product",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, depth])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, width])],
+        held,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
+    )
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_uint8_products_are_exact_and_the_probe_says_whether_int8_ones_are() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 384)).astype(np.float32)
+    q, scale = quantize_columns((rng.standard_normal((384, 64)) * 0.05).astype(np.float32))
+    # The exact product of onnxruntime's roundings: x to uint8 with one scale and zero point.
+    step = (x.max() - min(float(x.min()), 0.0)) / 255
+    zero = np.clip(np.rint(-min(float(x.min()), 0.0) / step), 0, 255)
+    xq = np.clip(np.rint(x / step) + zero, 0, 255) - zero
+    exact = (xq @ q.astype(np.float64)) * step * scale
+    size = np.abs(exact).max()
+    held = (q.astype(np.int16) + ZERO_POINT).astype(np.uint8)
+    unsigned = _product(held, scale, np.full(64, ZERO_POINT, np.uint8)).run(None, {"x": x})[0]
+    assert np.abs(unsigned - exact).max() < 1e-5 * size
+    signed = _product(q, scale, None).run(None, {"x": x})[0]
+    # Where the probe finds int8 exact the int8 product is too; where not, it has drifted.
+    signed_exact = bool(np.abs(signed - exact).max() < 1e-5 * size)
+    assert signed_exact == exact_int8()
 
 
 def test_the_int8_graph_keeps_the_first_layers_in_float() -> None:
@@ -75,7 +140,12 @@ def test_columns_quantize_to_within_half_a_step() -> None:
     assert scale[9] > 10 * scale[8]
 
 
-def test_the_int8_encoder_stays_close_to_the_float_one() -> None:
+@pytest.mark.parametrize("held_unsigned", [False, True])
+def test_the_int8_encoder_stays_close_to_the_float_one(
+    held_unsigned: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Held as uint8 as on a host whose int8 products are not exact, or as int8 whatever the host.
+    monkeypatch.setattr(encoder_module, "exact_int8", lambda: not held_unsigned)
     adapters = packaged_adapters()
     exact = Encoder(max_tokens=64, adapters=adapters)
     int8 = Encoder(max_tokens=64, adapters=adapters, quantized=True)
