@@ -7,8 +7,8 @@ One thread, reading one message at a time (its encoder's second member on a thre
 bounds that cost; a small memory of verdicts, keyed by a digest of the texts (never the
 texts themselves), answers a client's retries of the same message at once.
 
-A verdict that does not come within `wait_s` (the thread stuck or far behind) is replaced by the
-phrase lists' alone, run on the caller's side in microseconds: a plain statement of crisis still
+A verdict that does not come within `wait_s` (the thread stuck or far behind), or a classifier that
+fails (onnxruntime refusing a session, say), is replaced by the phrase lists' alone, run on the caller's side in microseconds: a plain statement of crisis still
 gets its resources, and no request waits on the classifier for ever.
 """
 
@@ -56,6 +56,13 @@ class DetectWorker:
             log.warning(
                 "crisis classifier gave no verdict within %.1f s: the phrase lists decided alone",
                 self.wait_s,
+            )
+            return self.detector.detect(text, classify=False)
+        except Exception as exc:  # a fault in the classifier must not cost the phrase lists
+            # The type only: an error's message could quote what it was reading.
+            log.error(
+                "crisis classifier failed (%s): the phrase lists decided alone",
+                type(exc).__name__,
             )
             return self.detector.detect(text, classify=False)
         self._recent[key] = detection

@@ -66,3 +66,36 @@ async def test_verdicts_are_remembered_for_retries(
     assert first.score is not None
     assert await worker.detect(EVERYDAY, ["earlier"]) is first
     assert await worker.detect(EVERYDAY, []) is not first  # other context, another verdict
+
+
+async def test_a_failing_classifier_leaves_the_phrase_lists_to_decide(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    classifier = CrisisClassifier.load()
+    real = classifier.classify
+    calls: list[str] = []
+
+    def failing(text: str, context: Sequence[str] = ()) -> ClassifierVerdict:
+        calls.append(text)
+        raise RuntimeError(f"session refused while reading {text!r}")
+
+    monkeypatch.setattr(classifier, "classify", failing)
+    worker = DetectWorker(CrisisDetector(classifier), wait_s=5.0)
+    indirect = "soon I won't be anyone's problem"
+    worker_log = "appliance.agents.detect_worker"
+    with caplog.at_level(logging.ERROR, logger=worker_log):
+        everyday = await worker.detect(EVERYDAY, [])
+        unread = await worker.detect(indirect, ["earlier"])
+        plain = await worker.detect(PLAIN, [])
+    assert calls == [EVERYDAY, indirect]  # the plain statement never reached the classifier
+    assert (everyday.level, everyday.source, everyday.score) == ("none", None, None)
+    assert unread.score is None  # the phrase lists' verdict, whatever they make of it
+    assert plain.is_crisis and plain.source == "patterns"
+    errors = [r.getMessage() for r in caplog.records if r.name == worker_log]
+    assert len(errors) == 2 and all("RuntimeError" in e for e in errors)
+    assert not any(EVERYDAY in e or "anyone" in e for e in errors)
+    # The stand-in verdict is not kept: once the classifier reads again, it is asked again.
+    monkeypatch.setattr(classifier, "classify", real)
+    worker.wait_s = 30.0
+    again = await worker.detect(EVERYDAY, [])
+    assert again.score is not None and again.level == "none"
