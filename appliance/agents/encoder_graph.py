@@ -183,13 +183,7 @@ def build(quantized: bool = False, unsigned: bool = False) -> Any:
         [helper.make_tensor_value_info("hidden", float_input, ["n", WIDTH])],
         constants + [external(name, shape) for name, shape in weight_names(quantized, unsigned)],
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
-        producer_name="kai-llm-appliance",
-    )
-    model.ir_version = 9
-    return model
+    return _model(graph)
 
 
 def probe() -> Any:
@@ -213,6 +207,13 @@ def probe() -> Any:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
         weights,
     )
+    return _model(graph)
+
+
+def _model(graph: Any) -> Any:
+    """`graph` as a model of this project's opsets (onnxruntime's own ops included)."""
+    from onnx import helper
+
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
