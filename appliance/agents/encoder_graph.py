@@ -46,6 +46,9 @@ QUANTIZED_GRAPH_FILE = "minilm_int8.onnx"
 UNSIGNED_GRAPH_FILE = "minilm_uint8.onnx"
 PROBE_FILE = "int8_probe.onnx"
 PROBE_DEPTH = 64  # the probe's product: [0, 1, 1, ...] (64) by a column of 127s, exactly 63
+# Rows the probe reads: the fewest a segment has ([CLS], a word piece, [SEP]), so the product
+# takes the matrix-by-matrix path the layers take rather than a one-row one.
+PROBE_ROWS = 3
 ZERO_POINT = 128  # a uint8 matrix's zero: int8 value v is held as v + 128
 LAYERS = 6
 HEADS = 12
@@ -187,9 +190,9 @@ def build(quantized: bool = False, unsigned: bool = False) -> Any:
 
 
 def probe() -> Any:
-    """A one-product graph that answers 63 (to float rounding) where onnxruntime's int8 products
-    are exact: `x` (1, 64), [0, 1, 1, ...], quantizes to uint8 [0, 255, 255, ...], and each pair of
-    255 x 127 (64,770) overflows a 16-bit sum."""
+    """A one-product graph that answers 63 in each row (to float rounding) where onnxruntime's
+    int8 products are exact: each row of `x` (3, 64), [0, 1, 1, ...], quantizes to uint8
+    [0, 255, 255, ...], and each pair of 255 x 127 (64,770) overflows a 16-bit sum."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -203,8 +206,8 @@ def probe() -> Any:
     graph = helper.make_graph(
         [product],
         "int8-probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, PROBE_DEPTH])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [PROBE_ROWS, PROBE_DEPTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [PROBE_ROWS, 1])],
         weights,
     )
     return _model(graph)
