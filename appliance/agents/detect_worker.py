@@ -8,8 +8,9 @@ bounds that cost; a small memory of verdicts, keyed by a digest of the texts (ne
 texts themselves), answers a client's retries of the same message at once.
 
 A verdict that does not come within `wait_s` (the thread stuck or far behind), or a classifier that
-fails (onnxruntime refusing a session, say), is replaced by the phrase lists' alone, run on the caller's side in microseconds: a plain statement of crisis still
-gets its resources, and no request waits on the classifier for ever.
+fails (onnxruntime refusing a session, say), is replaced by the phrase lists' alone, run on the
+caller's side in microseconds: a plain statement of crisis still gets its resources, and no request
+waits on the classifier for ever.
 """
 
 from __future__ import annotations

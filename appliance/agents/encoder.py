@@ -255,7 +255,8 @@ def layer_session(weights: Mapping[str, Vector], adapter: Adapter, quantized: bo
     values: list[Any] = []
     quantized_parts: dict[str, npt.NDArray[Any]] = {}
     for name, shape in weight_names(quantized, unsigned):
-        matrix = name.rsplit(".", 1)[0] if name.endswith((".int8", ".uint8", ".scale")) else name
+        # A matrix's parts are named `<matrix>.<part>` (int8, uint8, scale, zero).
+        matrix = name.rsplit(".", 1)[0] if ".matrix." in name else name
         array: npt.NDArray[Any]
         if name in quantized_parts:
             array = quantized_parts.pop(name)

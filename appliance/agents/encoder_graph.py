@@ -93,11 +93,11 @@ def weight_names(
         p = f"encoder.layer.{layer}."
         for module, (n_in, n_out) in LINEAR_MAPS:
             matrix = matrix_name(layer, module)
-            if in_int8(layer, quantized) and unsigned:
-                names += [(f"{matrix}.uint8", (n_in, n_out)), (f"{matrix}.scale", (n_out,))]
-                names.append((f"{matrix}.zero", (n_out,)))
-            elif in_int8(layer, quantized):
-                names += [(f"{matrix}.int8", (n_in, n_out)), (f"{matrix}.scale", (n_out,))]
+            if in_int8(layer, quantized):
+                held = "uint8" if unsigned else "int8"
+                names += [(f"{matrix}.{held}", (n_in, n_out)), (f"{matrix}.scale", (n_out,))]
+                if unsigned:
+                    names.append((f"{matrix}.zero", (n_out,)))
             else:
                 names.append((matrix, (n_in, n_out)))
             names.append((f"{p}{module}.bias", (n_out,)))
@@ -122,8 +122,8 @@ def build(quantized: bool = False, unsigned: bool = False) -> Any:
         return output
 
     def external(name: str, shape: tuple[int, ...]) -> Any:
-        kind = {".int8": TensorProto.INT8, ".uint8": TensorProto.UINT8, ".zero": TensorProto.UINT8}
-        data_type = kind.get("." + name.rsplit(".", 1)[-1], TensorProto.FLOAT)
+        kind = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "zero": TensorProto.UINT8}
+        data_type = kind.get(name.rsplit(".", 1)[-1], TensorProto.FLOAT)
         tensor = TensorProto(name=name, data_type=data_type, dims=list(shape))
         tensor.data_location = TensorProto.EXTERNAL
         size = (4 if data_type == TensorProto.FLOAT else 1) * int(np.prod(shape))
