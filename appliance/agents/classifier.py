@@ -8,7 +8,7 @@ vectors end to end), and a head trained on the project's labelled corpus
 (`benchmarks/crisis_corpus/`, by `benchmarks/crisis_finetune.py` and `crisis_train.py`) gives the
 chance that the person is in crisis, and which kind.
 Above the crisis threshold it is a crisis; between the caution and the crisis thresholds (the grey
-zone) a gentle offer of resources.
+zone) a gentle offer of resources. The crisis threshold may differ by the kind the head reads.
 
 The verdict holds a level, categories and a score, never the text, so it is safe to log.
 """
@@ -78,6 +78,11 @@ class Head:
     # message can carry one and still be a crisis ("is it normal to feel relieved when i see
     # the blood?").
     cue_override: float | None = None
+    # The crisis threshold for each of `categories`, in that order, applied by the kind the head
+    # reads in the worst segment; None: `crisis_threshold` for every kind. Chosen on dev
+    # (`crisis_train.py`): the controls that read as one kind may sit further below its crises
+    # than those of another, and one threshold for all cannot follow that.
+    category_thresholds: tuple[float, ...] | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> Head:
@@ -85,18 +90,24 @@ class Head:
             with resources.as_file(resources.files("appliance.agents") / HEAD_FILE) as found:
                 return cls.load(found)
         with np.load(path, allow_pickle=False) as data:
-            categories = tuple(str(x) for x in data["categories"])
+            written = [str(x) for x in data["categories"]]
+            categories = tuple(c for c in CATEGORIES if c in written)
+            by_kind = None
+            if "category_thresholds" in data:
+                named = dict(zip(written, data["category_thresholds"].tolist(), strict=True))
+                by_kind = tuple(float(named[c]) for c in categories)
             return cls(
                 crisis_w=data["crisis_w"].astype(np.float32),
                 crisis_b=float(data["crisis_b"]),
                 category_w=data["category_w"].astype(np.float32),
                 category_b=data["category_b"].astype(np.float32),
-                categories=tuple(c for c in CATEGORIES if c in categories),
+                categories=categories,
                 crisis_threshold=float(data["crisis_threshold"]),
                 caution_threshold=float(data["caution_threshold"]),
                 hidden_w=data["hidden_w"].astype(np.float32) if "hidden_w" in data else None,
                 hidden_b=data["hidden_b"].astype(np.float32) if "hidden_b" in data else None,
                 cue_override=float(data["cue_override"]) if "cue_override" in data else None,
+                category_thresholds=by_kind,
             )
 
     def save(self, path: Path) -> None:
@@ -105,6 +116,8 @@ class Head:
             optional = {"hidden_w": self.hidden_w.astype(np.float32), "hidden_b": self.hidden_b}
         if self.cue_override is not None:
             optional["cue_override"] = np.float64(self.cue_override)
+        if self.category_thresholds is not None:
+            optional["category_thresholds"] = np.array(self.category_thresholds, np.float64)
         np.savez_compressed(
             path,
             **optional,
@@ -129,6 +142,12 @@ class Head:
     def width(self) -> int:
         """Numbers in the sentence vector it reads (384 from each of the encoder's members)."""
         return int(self.category_w.shape[1])
+
+    def threshold_for(self, category: CrisisCategory) -> float:
+        """The crisis threshold for a segment the head reads as `category`."""
+        if self.category_thresholds is None:
+            return self.crisis_threshold
+        return self.category_thresholds[self.categories.index(category)]
 
     def outweighs_cue(self, score: float) -> bool:
         """Whether P(crisis) `score` is sure enough to stand against a framing cue."""
@@ -204,12 +223,14 @@ class CrisisClassifier:
         return self.judge(vectors)
 
     def judge(self, vectors: npt.NDArray[np.float32]) -> ClassifierVerdict:
-        """The verdict from the segments' vectors: the worst segment decides."""
+        """The verdict from the segments' vectors: the worst segment decides, by the threshold of
+        the kind it reads as."""
         scores = self.head.crisis_probability(vectors)
         worst = int(scores.argmax())
         score = float(scores[worst])
-        if score < self.head.caution_threshold:
-            return ClassifierVerdict("none", (), score)
         category = self.head.category(vectors[worst])
-        level: Level = "crisis" if score >= self.head.crisis_threshold else "caution"
-        return ClassifierVerdict(level, (category,), score)
+        if score >= self.head.threshold_for(category):
+            return ClassifierVerdict("crisis", (category,), score)
+        if score >= self.head.caution_threshold:
+            return ClassifierVerdict("caution", (category,), score)
+        return ClassifierVerdict("none", (), score)

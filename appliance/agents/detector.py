@@ -86,7 +86,8 @@ class CrisisDetector:
 
     def snapshot(self) -> dict[str, Any]:
         """For /health/detailed: whether the classifier is loaded, how long that took, how many
-        adapted encoders it reads with and how their matrices are held, its thresholds."""
+        adapted encoders it reads with and how their matrices are held, its thresholds (by kind,
+        where they differ)."""
         if self.classifier is None:
             return {"loaded": False, "layers": ["patterns"]}
         head = self.classifier.head
@@ -99,6 +100,11 @@ class CrisisDetector:
             "crisis_threshold": head.crisis_threshold,
             "caution_threshold": head.caution_threshold,
             "cue_override": head.cue_override,
+            "category_thresholds": (
+                None
+                if head.category_thresholds is None
+                else dict(zip(head.categories, head.category_thresholds, strict=True))
+            ),
         }
 
 

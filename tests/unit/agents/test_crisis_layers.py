@@ -21,7 +21,8 @@ from appliance.agents.schemas import ConverseRequest, GuardrailCheckRequest, Tur
 from appliance.api.agents import answer_crisis
 from appliance.api.chat import ChatHead
 from appliance.errors import EncoderMissing, EngineUnavailable, Overloaded
-from benchmarks.crisis_train import joined
+from benchmarks.crisis_data import Example
+from benchmarks.crisis_train import by_kind, joined, with_kinds
 from tests.unit.agents.fakes import FakeGateway, config
 
 DOWN = EngineUnavailable("No engine could serve it.")
@@ -309,6 +310,118 @@ def test_heads_joined_over_two_members_give_their_mean_logit() -> None:
     )
     with pytest.raises(ValueError, match="only linear heads join"):
         joined([first, with_hidden])
+
+
+def _kind_head(width: int, score: float, kind: str, **thresholds: Any) -> Head:
+    """A linear head that gives every vector P(crisis) `score` and reads it as `kind`."""
+    category_b = np.zeros(len(CATEGORIES), np.float32)
+    category_b[CATEGORIES.index(kind)] = 5.0
+    return Head(
+        crisis_w=np.zeros(width, np.float32),
+        crisis_b=float(np.log(score / (1 - score))),
+        category_w=np.zeros((len(CATEGORIES), width), np.float32),
+        category_b=category_b,
+        categories=CATEGORIES,
+        **{"crisis_threshold": 0.95, "caution_threshold": 0.8, **thresholds},
+    )
+
+
+def test_the_worst_segment_is_judged_by_the_threshold_of_its_kind() -> None:
+    encoder = shared_encoder()
+    vectors = np.random.default_rng(3).normal(size=(2, encoder.width)).astype(np.float32)
+    by_kind = (0.97, 0.9, 0.95, 0.95)  # in CATEGORIES order: self-harm's lower
+    cases = [
+        # (P(crisis), the kind read, thresholds by kind, expected level)
+        (0.92, "self_harm", by_kind, "crisis"),
+        (0.92, "suicide", by_kind, "caution"),
+        (0.92, "self_harm", None, "caution"),  # one threshold (0.95) for every kind
+        (0.96, "suicide", None, "crisis"),
+        (0.96, "suicide", by_kind, "caution"),
+        (0.7, "self_harm", by_kind, "none"),
+    ]
+    for score, kind, thresholds, level in cases:
+        head = _kind_head(encoder.width, score, kind, category_thresholds=thresholds)
+        verdict = CrisisClassifier(encoder, head).judge(vectors)
+        assert verdict.level == level, (score, kind, thresholds)
+        assert verdict.categories == (() if level == "none" else (kind,))
+        assert verdict.score == pytest.approx(score)
+
+
+def test_thresholds_by_kind_are_kept_by_the_head_file_and_shown_in_health(
+    tmp_path: Path,
+) -> None:
+    encoder = shared_encoder()
+    for thresholds in (None, (0.965, 0.94, 0.97, 0.975)):
+        head = _kind_head(encoder.width, 0.5, "abuse", category_thresholds=thresholds)
+        head.save(tmp_path / "head.npz")
+        loaded = Head.load(tmp_path / "head.npz")
+        assert loaded.category_thresholds == thresholds
+        shown = CrisisDetector(CrisisClassifier(encoder, loaded)).snapshot()
+        expected = None if thresholds is None else dict(zip(CATEGORIES, thresholds, strict=True))
+        assert shown["category_thresholds"] == expected
+        assert loaded.threshold_for("self_harm") == (0.95 if thresholds is None else 0.94)
+
+
+def test_thresholds_by_kind_move_only_where_recall_rises_within_the_cap() -> None:
+    # Suicide-kind crises at 0.99 with three controls at 0.97; self-harm crises partly at 0.93
+    # with controls far below; the other kinds' crises at 0.99. Cap: 2 of 200 controls.
+    scores = np.array(
+        [0.99] * 50
+        + [0.97] * 3
+        + [0.5] * 97
+        + [0.99] * 40
+        + [0.93] * 10
+        + [0.5] * 100
+        + [0.99] * 20
+    )
+    kinds = np.array([0] * 150 + [1] * 150 + [2] * 10 + [3] * 10)
+    crisis = np.array([True] * 50 + [False] * 100 + [True] * 50 + [False] * 100 + [True] * 20)
+    thresholds, recall, fpr = by_kind(scores, kinds, crisis, 0.975, 0.8, cap=0.01)
+    # Self-harm's falls to its crises; suicide's stays, as lowering it spends 0.015 > 0.01.
+    assert thresholds == (0.975, 0.93, 0.975, 0.975)
+    assert (recall, fpr) == (1.0, 0.0)
+    # Never below the caution threshold: there self-harm's gains nothing and stays.
+    thresholds, recall, _ = by_kind(scores, kinds, crisis, 0.975, 0.95, cap=0.01)
+    assert thresholds == (0.975, 0.975, 0.975, 0.975) and recall == pytest.approx(110 / 120)
+
+
+def test_a_head_takes_thresholds_by_kind_only_where_dev_finds_enough_more() -> None:
+    # P(crisis) from the first number of the vector, the kind from the next four.
+    width = 768
+    head = Head(
+        crisis_w=np.eye(width, dtype=np.float32)[0],
+        crisis_b=0.0,
+        category_w=10 * np.eye(width, dtype=np.float32)[1 : 1 + len(CATEGORIES)],
+        category_b=np.zeros(len(CATEGORIES), np.float32),
+        categories=CATEGORIES,
+        crisis_threshold=0.975,
+        caution_threshold=0.8,
+    )
+
+    def vector(p: float, kind: str) -> np.ndarray:
+        v = np.zeros((1, width), np.float32)
+        v[0, 0] = np.log(p / (1 - p))
+        v[0, 1 + CATEGORIES.index(kind)] = 1.0
+        return v
+
+    def dev(low_self_harm: int) -> tuple[list[Example], list[np.ndarray]]:
+        rows = [("si_passive", 0.99, "suicide")] * 40
+        rows += [("self_harm", 0.932, "self_harm")] * low_self_harm
+        rows += [("self_harm", 0.99, "self_harm")] * (40 - low_self_harm)
+        rows += [("everyday", 0.5, "suicide")] * 100
+        examples = [
+            Example(f"x-{i}", label, "dev", (f"note {i}",)) for i, (label, _, _) in enumerate(rows)
+        ]
+        return examples, [vector(p, kind) for _, p, kind in rows]
+
+    chosen = with_kinds(head, *dev(low_self_harm=10), cap=0.03)
+    assert chosen.category_thresholds == (0.975, 0.93, 0.975, 0.975)
+    verdict = CrisisClassifier(shared_encoder(), chosen).judge(vector(0.932, "self_harm"))
+    assert verdict.level == "crisis"
+    # With every crisis above the one threshold, there is nothing to gain: the head stays.
+    assert with_kinds(head, *dev(low_self_harm=0), cap=0.03) is head
+    # One self-harm crisis of 80 below it (0.0125 more recall, above CATEGORY_GAIN): taken.
+    assert with_kinds(head, *dev(low_self_harm=1), cap=0.03).category_thresholds is not None
 
 
 def test_a_head_for_other_members_is_refused_with_a_clear_error(
