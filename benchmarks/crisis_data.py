@@ -10,8 +10,12 @@ The test split is only for reporting (`crisis_eval.py`); training uses train, tu
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 CORPUS = Path(__file__).resolve().parent / "crisis_corpus"
 CRISIS_LABELS = (
@@ -80,3 +84,21 @@ def load(split: str | None = None, corpus: Path = CORPUS) -> list[Example]:
             if split is None or example.split == split:
                 out.append(example)
     return out
+
+
+def length_batches(
+    lengths: Sequence[int], size: int, pool: int, rng: np.random.Generator
+) -> list[npt.NDArray[np.int64]]:
+    """Row indices in batches of `size` for one epoch: shuffled, each run of `pool` batches sorted
+    by length and cut into batches, the batches then shuffled. A batch is padded to its longest
+    row, and most messages are short, so a batch of like lengths pads far less; the pool keeps
+    what shares a batch random in all else."""
+    order = rng.permutation(len(lengths))
+    by_length = np.asarray(lengths)
+    span = size * pool
+    batches: list[npt.NDArray[np.int64]] = []
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort(by_length[chunk], kind="stable")]
+        batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
