@@ -86,6 +86,12 @@ def load(split: str | None = None, corpus: Path = CORPUS) -> list[Example]:
     return out
 
 
+def plain_batches(count: int, size: int, rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
+    """Row indices in batches of `size` for one epoch, in a shuffled order."""
+    order = rng.permutation(count)
+    return [order[i : i + size] for i in range(0, count, size)]
+
+
 def length_batches(
     lengths: Sequence[int], size: int, pool: int, rng: np.random.Generator
 ) -> list[npt.NDArray[np.int64]]:

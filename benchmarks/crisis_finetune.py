@@ -46,7 +46,7 @@ from appliance.agents.encoder import (
     read_adapter,
 )
 from appliance.agents.encoder_graph import in_int8
-from benchmarks.crisis_data import Example, length_batches, load
+from benchmarks.crisis_data import Example, length_batches, load, plain_batches
 from benchmarks.crisis_train import balanced, caution_of, head_of, layered_score, pick
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILES[0]
@@ -248,18 +248,16 @@ def dev_score(
     return threshold, recall, fpr
 
 
-def padding(segs: list[list[int]], args: argparse.Namespace) -> float:
+def padding(lengths: list[int], args: argparse.Namespace) -> float:
     """The word-piece slots one epoch's batches of like length fill, padding included, as a
-    fraction of those plain shuffled batches fill (a seeded draw of each, apart from training's)."""
-    lengths = np.array([len(s) + 2 for s in segs])
-    pooled = length_batches(
-        lengths.tolist(), args.batch, args.length_pools, np.random.default_rng(0)
-    )
-    order = np.random.default_rng(0).permutation(len(segs))
-    plain = [order[i : i + args.batch] for i in range(0, len(order), args.batch)]
+    fraction of those plain shuffled batches fill (a seeded draw of each, apart from training's).
+    `lengths`: each row's word pieces with its two special tokens."""
+    pooled = length_batches(lengths, args.batch, args.length_pools, np.random.default_rng(0))
+    plain = plain_batches(len(lengths), args.batch, np.random.default_rng(0))
+    widths = np.array(lengths)
 
     def slots(batches: list[np.ndarray]) -> int:
-        return sum(int(lengths[b].max()) * len(b) for b in batches)
+        return sum(int(widths[b].max()) * len(b) for b in batches)
 
     return slots(pooled) / slots(plain)
 
@@ -342,17 +340,16 @@ def main() -> int:
     y_t, w_t, cat_t = torch.tensor(y).float(), torch.tensor(w).float(), torch.tensor(cat)
     best: tuple[float, float, float, int, dict[str, np.ndarray], Head] | None = None
     print(f"rows {len(segs)}; adapters {sum(p.numel() for p in params)} numbers; {steps} steps")
+    lengths = [len(s) + 2 for s in segs]  # as `batch` pads them, with [CLS] and [SEP]
     if args.length_pools:
-        print(f"padded word pieces against plain batches: {padding(segs, args):.2f}")
+        print(f"padded word pieces against plain batches: {padding(lengths, args):.2f}")
     for epoch in range(1, args.epochs + 1):
         model.train()
         began, total = time.perf_counter(), 0.0
         if args.length_pools:
-            lengths = [len(s) for s in segs]
             batches = length_batches(lengths, args.batch, args.length_pools, rng)
         else:
-            order = rng.permutation(len(segs))
-            batches = [order[i : i + args.batch] for i in range(0, len(order), args.batch)]
+            batches = plain_batches(len(segs), args.batch, rng)
         for pick_ in batches:
             ids, mask = batch([segs[i] for i in pick_], cls, sep)
             v = pooled(model, ids, mask) * HEAD_SCALE

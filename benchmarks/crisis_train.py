@@ -214,6 +214,11 @@ def tune(
     return best
 
 
+def rates(flagged: np.ndarray, crisis: np.ndarray) -> tuple[float, float]:
+    """(recall, false-positive rate) of the examples `flagged`."""
+    return float(flagged[crisis].mean()), float(flagged[~crisis].mean())
+
+
 def pick(
     scores: np.ndarray, crisis: np.ndarray, cap: float = MAX_FPR
 ) -> tuple[float, float, float]:
@@ -221,7 +226,7 @@ def pick(
     best = (0.95, 0.0, 0.0)
     for t in THRESHOLDS:
         flagged = scores >= t
-        recall, fpr = float(flagged[crisis].mean()), float(flagged[~crisis].mean())
+        recall, fpr = rates(flagged, crisis)
         if merit(recall, fpr, cap) > merit(best[1], best[2], cap):
             best = (float(t), recall, fpr)
     return best
@@ -241,8 +246,7 @@ def by_kind(
     rises, until none does."""
 
     def measure(thresholds: np.ndarray) -> tuple[float, float]:
-        flagged = scores >= thresholds[kinds]
-        return float(flagged[crisis].mean()), float(flagged[~crisis].mean())
+        return rates(scores >= thresholds[kinds], crisis)
 
     current = np.full(len(CATEGORIES), start)
     best = merit(*measure(current), cap)
@@ -272,8 +276,7 @@ def with_kinds(head: Head, dev: list[Example], dev_vectors: list[np.ndarray], ca
         kinds.append(CATEGORIES.index(head.category(worst)))
     crisis = np.array([e.is_crisis for e in dev])
     scores = layered(head, dev, dev_vectors, head.cue_override)
-    at_one = scores >= head.crisis_threshold
-    one_recall, one_fpr = float(at_one[crisis].mean()), float(at_one[~crisis].mean())
+    one_recall, one_fpr = rates(scores >= head.crisis_threshold, crisis)
     thresholds, recall, fpr = by_kind(
         scores, np.array(kinds), crisis, head.crisis_threshold, head.caution_threshold, cap
     )
