@@ -5,11 +5,15 @@ the crisis kinds `si_*`, `self_harm`, `harm_others`, `abuse`, `overdose`, and th
 `split` (train, dev or test: fixed in the files, never recomputed) and either `text` (one message)
 or `turns` (a person's consecutive messages, the newest last). `multi_turn.jsonl` mixes labels.
 The test split is only for reporting (`crisis_eval.py`); training uses train, tuning uses dev.
+A file's batch is the number after its label (`abuse_39.jsonl`: 39; `abuse.jsonl`: 1). Batches 1 to
+5 were split by a hash of the text and hold every test message; later batches were written to what
+the classifier still missed and hold train and dev only.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +45,8 @@ CONTROL_LABELS = (
     "low_mood",
     "everyday",
 )
+# The last batch whose files were split as test's were (by a hash of the text).
+LAST_HASHED_BATCH = 5
 # The categories reported: suicidal ideation as one, with its kinds listed beside it.
 REPORTED = {
     "suicidal_ideation": tuple(x for x in CRISIS_LABELS if x.startswith("si_")),
@@ -57,6 +63,7 @@ class Example:
     label: str
     split: str
     turns: tuple[str, ...]
+    batch: int = 1  # the corpus file's batch (see the module's docstring)
 
     @property
     def text(self) -> str:
@@ -71,16 +78,23 @@ class Example:
         return self.label in CRISIS_LABELS
 
 
+def batch_of(path: Path) -> int:
+    """The batch of a corpus file: the number after its label, 1 where there is none."""
+    found = re.search(r"_(\d+)$", path.stem)
+    return int(found.group(1)) if found else 1
+
+
 def load(split: str | None = None, corpus: Path = CORPUS) -> list[Example]:
     """Every example (of one split, if given), in file order."""
     out = []
     for path in sorted(corpus.glob("*.jsonl")):
+        batch = batch_of(path)
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue
             record = json.loads(line)
             turns = tuple(record["turns"]) if "turns" in record else (record["text"],)
-            example = Example(record["id"], record["label"], record["split"], turns)
+            example = Example(record["id"], record["label"], record["split"], turns, batch)
             if split is None or example.split == split:
                 out.append(example)
     return out

@@ -8,6 +8,9 @@ Prints, for the whole detector as the appliance runs it when the Guardrail model
   unsafe at home, overdose taken), and the phrase lists' recall alone, for comparison;
 - the false-positive rate (called a crisis) and the caution rate on each control and all controls;
 - a confusion table: label x (crisis / caution / none);
+- with `--by-batch`, recall and false positives per corpus batch, and for the batches split as
+  test's were against the later ones, written to what the classifier missed (dev is mostly the
+  later ones, test is all the first ones, so a candidate can gain on one and lose on the other);
 - the classifier's load time, the latency per message (p50/p99 over every message, each timed
   alone, `--repeat` times, every member of the encoder reading it), the latency added to a Kai
   turn (the message read with two earlier turns), and the added resident memory.
@@ -32,6 +35,12 @@ def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
+def _share(row: Counter[str], kind: str) -> str:
+    """Flagged as a crisis of `kind` (crisis or control) in one batch's tally: "0.932 (124/133)"."""
+    n, k = row[kind], row[f"{kind} flagged"]
+    return f"{k / n:.3f} ({k}/{n})" if n else "-"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
@@ -42,6 +51,9 @@ def main() -> int:
         help="BLAS threads for numpy's small steps (the layers run on onnxruntime, one thread)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed passes over the split")
+    parser.add_argument(
+        "--by-batch", action="store_true", help="also recall and false positives per corpus batch"
+    )
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -51,7 +63,13 @@ def main() -> int:
     from appliance.agents.crisis import detect
     from appliance.agents.detector import CrisisDetector
     from appliance.quantiles import quantile_sorted as quantile
-    from benchmarks.crisis_data import CONTROL_LABELS, CRISIS_LABELS, REPORTED, load
+    from benchmarks.crisis_data import (
+        CONTROL_LABELS,
+        CRISIS_LABELS,
+        LAST_HASHED_BATCH,
+        REPORTED,
+        load,
+    )
 
     started = time.perf_counter()
     classifier = CrisisClassifier.load()
@@ -63,10 +81,14 @@ def main() -> int:
 
     outcome: dict[str, Counter[str]] = defaultdict(Counter)
     by_patterns: dict[str, Counter[str]] = defaultdict(Counter)
+    by_batch: dict[int, Counter[str]] = defaultdict(Counter)
     latencies: list[float] = []
     for example in examples:
         found = detector.detect(example.text, example.context)
         outcome[example.label][found.level] += 1
+        kind = "crisis" if example.is_crisis else "control"
+        by_batch[example.batch][kind] += 1
+        by_batch[example.batch][f"{kind} flagged"] += found.level == "crisis"
         by_patterns[example.label][detect(example.text).level] += 1
     turn_latencies: list[float] = []
     for _ in range(args.repeat):
@@ -123,6 +145,15 @@ def main() -> int:
     for label in (*CRISIS_LABELS, *CONTROL_LABELS):
         row = outcome[label]
         print(f"  {label:<28}{row['crisis']:>8}{row['caution']:>9}{row['none']:>9}")
+    if args.by_batch:
+        print("\nby corpus batch                      recall        false positives")
+        first = Counter[str]()
+        later = Counter[str]()
+        for number, row in sorted(by_batch.items()):
+            (first if number <= LAST_HASHED_BATCH else later).update(row)
+            print(f"  batch {number:<24}{_share(row, 'crisis'):>18}   {_share(row, 'control'):>16}")
+        for name, row in ((f"batches 1 to {LAST_HASHED_BATCH}", first), ("later batches", later)):
+            print(f"  {name:<30}{_share(row, 'crisis'):>18}   {_share(row, 'control'):>16}")
     ms = sorted(x * 1000 for x in latencies)
     print(
         f"\nclassifier load {load_s:.2f} s; its encoder's {classifier.encoder.members} "

@@ -7,8 +7,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from pathlib import Path
 
-from benchmarks.crisis_data import CONTROL_LABELS, CORPUS, CRISIS_LABELS, load
+from benchmarks.crisis_data import (
+    CONTROL_LABELS,
+    CORPUS,
+    CRISIS_LABELS,
+    LAST_HASHED_BATCH,
+    batch_of,
+    load,
+)
 
 SPLITS = ("train", "dev", "test")
 
@@ -47,3 +55,16 @@ def test_no_message_is_in_two_splits() -> None:
             if seen.setdefault(key, split) != split:
                 crossing.append((seen[key], split, example.id))
     assert crossing == []
+
+
+def test_a_files_batch_is_the_number_after_its_label() -> None:
+    assert batch_of(Path("si_farewell_39.jsonl")) == 39
+    assert batch_of(Path("multi_turn_2.jsonl")) == 2
+    assert batch_of(Path("self_harm.jsonl")) == 1
+    assert {e.batch for e in load() if e.id.startswith("abuse-39")} == {39}
+
+
+def test_only_the_hashed_batches_hold_test_messages() -> None:
+    batches = {example.batch for example in load("test")}
+    assert batches == set(range(1, LAST_HASHED_BATCH + 1))
+    assert max(example.batch for example in load("dev")) > LAST_HASHED_BATCH
