@@ -35,9 +35,13 @@ def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
-def _share(row: Counter[str], kind: str) -> str:
-    """Flagged as a crisis of `kind` (crisis or control) in one batch's tally: "0.932 (124/133)"."""
-    n, k = row[kind], row[f"{kind} flagged"]
+Table = dict[str, Counter[str]]  # label -> verdict level -> examples
+
+
+def rate(labels: tuple[str, ...], table: Table, level: str) -> str:
+    """The share of `labels`' examples given `level`: "0.932 (124/133)"."""
+    n = sum(sum(table[x].values()) for x in labels)
+    k = sum(table[x][level] for x in labels)
     return f"{k / n:.3f} ({k}/{n})" if n else "-"
 
 
@@ -79,16 +83,14 @@ def main() -> int:
     detector.detect("warm up", ())
     after_load = _rss_mb()
 
-    outcome: dict[str, Counter[str]] = defaultdict(Counter)
-    by_patterns: dict[str, Counter[str]] = defaultdict(Counter)
-    by_batch: dict[int, Counter[str]] = defaultdict(Counter)
+    outcome: Table = defaultdict(Counter)
+    by_patterns: Table = defaultdict(Counter)
+    by_batch: dict[int, Table] = defaultdict(lambda: defaultdict(Counter))
     latencies: list[float] = []
     for example in examples:
         found = detector.detect(example.text, example.context)
         outcome[example.label][found.level] += 1
-        kind = "crisis" if example.is_crisis else "control"
-        by_batch[example.batch][kind] += 1
-        by_batch[example.batch][f"{kind} flagged"] += found.level == "crisis"
+        by_batch[example.batch][example.label][found.level] += 1
         by_patterns[example.label][detect(example.text).level] += 1
     turn_latencies: list[float] = []
     for _ in range(args.repeat):
@@ -110,12 +112,6 @@ def main() -> int:
         f"({crisis_n} crisis, {control_n} controls); BLAS threads {args.threads}"
     )
     print("\nrecall (called a crisis) per crisis category   layered   phrase lists alone")
-
-    def rate(labels: tuple[str, ...], table: dict[str, Counter[str]], level: str) -> str:
-        n = sum(sum(table[x].values()) for x in labels)
-        k = sum(table[x][level] for x in labels)
-        return f"{k / n:.3f} ({k}/{n})" if n else "-"
-
     for name, labels in REPORTED.items():
         print(
             f"  {name:<28}{rate(labels, outcome, 'crisis'):>16}   "
@@ -147,13 +143,19 @@ def main() -> int:
         print(f"  {label:<28}{row['crisis']:>8}{row['caution']:>9}{row['none']:>9}")
     if args.by_batch:
         print("\nby corpus batch                      recall        false positives")
-        first = Counter[str]()
-        later = Counter[str]()
-        for number, row in sorted(by_batch.items()):
-            (first if number <= LAST_HASHED_BATCH else later).update(row)
-            print(f"  batch {number:<24}{_share(row, 'crisis'):>18}   {_share(row, 'control'):>16}")
-        for name, row in ((f"batches 1 to {LAST_HASHED_BATCH}", first), ("later batches", later)):
-            print(f"  {name:<30}{_share(row, 'crisis'):>18}   {_share(row, 'control'):>16}")
+        first: Table = defaultdict(Counter)
+        later: Table = defaultdict(Counter)
+        rows = []
+        for number, table in sorted(by_batch.items()):
+            rows.append((f"batch {number}", table))
+            for label, levels in table.items():
+                (first if number <= LAST_HASHED_BATCH else later)[label].update(levels)
+        rows += [(f"batches 1 to {LAST_HASHED_BATCH}", first), ("later batches", later)]
+        for name, table in rows:
+            print(
+                f"  {name:<30}{rate(CRISIS_LABELS, table, 'crisis'):>18}   "
+                f"{rate(CONTROL_LABELS, table, 'crisis'):>16}"
+            )
     ms = sorted(x * 1000 for x in latencies)
     print(
         f"\nclassifier load {load_s:.2f} s; its encoder's {classifier.encoder.members} "
