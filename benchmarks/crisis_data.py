@@ -7,7 +7,10 @@ or `turns` (a person's consecutive messages, the newest last). `multi_turn.jsonl
 The test split is only for reporting (`crisis_eval.py`); training uses train, tuning uses dev.
 A file's batch is the number after its label (`abuse_39.jsonl`: 39; `abuse.jsonl`: 1). Batches 1 to
 5 were split by a hash of the text and hold every test message; later batches were written to what
-the classifier still missed and hold train and dev only.
+the classifier still missed and hold train and dev only, every fifth record of a file dev.
+Batches 1 to 5 are short lowercase chat messages (about nine words); batches 6 to 39 grew longer
+and subtler (17 to 19 words) and outnumber them twenty to one. Batch 40 was written in the first
+batches' register again. `recall_weights` lets the two registers weigh the same where dev chooses.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ CONTROL_LABELS = (
 )
 # The last batch whose files were split as test's were (by a hash of the text).
 LAST_HASHED_BATCH = 5
+# The batches in the register of the hashed ones, test's: short lowercase chat messages.
+PLAIN_BATCHES = frozenset((*range(1, LAST_HASHED_BATCH + 1), 40))
 # The categories reported: suicidal ideation as one, with its kinds listed beside it.
 REPORTED = {
     "suicidal_ideation": tuple(x for x in CRISIS_LABELS if x.startswith("si_")),
@@ -82,6 +87,21 @@ def batch_of(path: Path) -> int:
     """The batch of a corpus file: the number after its label, 1 where there is none."""
     found = re.search(r"_(\d+)$", path.stem)
     return int(found.group(1)) if found else 1
+
+
+def recall_weights(examples: Sequence[Example]) -> npt.NDArray[np.float64]:
+    """Each example's weight in a recall: 0 for a control; for a crisis, shares such that the
+    crises of `PLAIN_BATCHES` weigh as much in all as the crises of the other batches (or 1 each
+    where either group has none). Dev's later batches outnumber its plain ones twenty to one, and
+    a choice by plain recall on dev would follow them, not the register test is written in."""
+    crisis = np.array([e.is_crisis for e in examples], dtype=bool)
+    plain = np.array([e.batch in PLAIN_BATCHES for e in examples], dtype=bool)
+    weights = crisis.astype(np.float64)
+    groups = (crisis & plain, crisis & ~plain)
+    if all(g.any() for g in groups):
+        for group in groups:
+            weights[group] = 0.5 / group.sum()
+    return weights
 
 
 def load(split: str | None = None, corpus: Path = CORPUS) -> list[Example]:

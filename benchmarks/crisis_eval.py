@@ -8,9 +8,10 @@ Prints, for the whole detector as the appliance runs it when the Guardrail model
   unsafe at home, overdose taken), and the phrase lists' recall alone, for comparison;
 - the false-positive rate (called a crisis) and the caution rate on each control and all controls;
 - a confusion table: label x (crisis / caution / none);
-- with `--by-batch`, recall and false positives per corpus batch, and for the batches split as
-  test's were against the later ones, written to what the classifier missed (dev is mostly the
-  later ones, test is all the first ones, so a candidate can gain on one and lose on the other);
+- with `--by-batch`, recall and false positives per corpus batch, for the batches split as test's
+  were, and for the plain batches (test's register) against the others, written longer to what
+  the classifier missed (dev is mostly the others, test is all the first ones, so a candidate can
+  gain on one and lose on the other);
 - the classifier's load time, the latency per message (p50/p99 over every message, each timed
   alone, `--repeat` times, every member of the encoder reading it), the latency added to a Kai
   turn (the message read with two earlier turns), and the added resident memory.
@@ -71,6 +72,7 @@ def main() -> int:
         CONTROL_LABELS,
         CRISIS_LABELS,
         LAST_HASHED_BATCH,
+        PLAIN_BATCHES,
         REPORTED,
         load,
     )
@@ -144,13 +146,20 @@ def main() -> int:
     if args.by_batch:
         print("\nby corpus batch                      recall        false positives")
         first: Table = defaultdict(Counter)
-        later: Table = defaultdict(Counter)
+        plain: Table = defaultdict(Counter)
+        other: Table = defaultdict(Counter)
         rows = []
         for number, table in sorted(by_batch.items()):
             rows.append((f"batch {number}", table))
             for label, levels in table.items():
-                (first if number <= LAST_HASHED_BATCH else later)[label].update(levels)
-        rows += [(f"batches 1 to {LAST_HASHED_BATCH}", first), ("later batches", later)]
+                if number <= LAST_HASHED_BATCH:
+                    first[label].update(levels)
+                (plain if number in PLAIN_BATCHES else other)[label].update(levels)
+        rows += [
+            (f"batches 1 to {LAST_HASHED_BATCH}", first),
+            ("plain batches", plain),
+            ("other batches", other),
+        ]
         for name, table in rows:
             print(
                 f"  {name:<30}{rate(CRISIS_LABELS, table, 'crisis'):>18}   "

@@ -19,7 +19,8 @@ label weighing the same. A linear crisis head and a category head are trained jo
 beside each kept adapter (`NAME.head.npz`); `crisis_train.py --retune` chooses that head's
 thresholds on the appliance's vectors, and `crisis_train.py` alone fits a hidden-layer head on
 them instead, for comparison. The epoch kept is the one whose layered dev recall, at a
-false-positive rate of at most 0.03, is best. The test split is never read here.
+false-positive rate of at most 0.03, is best (the recall
+weighed by register, `crisis_data.recall_weights`). The test split is never read here.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ from appliance.agents.encoder import (
     read_adapter,
 )
 from appliance.agents.encoder_graph import in_int8
-from benchmarks.crisis_data import Example, length_batches, load, plain_batches
+from benchmarks.crisis_data import (
+    PLAIN_BATCHES,
+    Example,
+    length_batches,
+    load,
+    plain_batches,
+    recall_weights,
+)
 from benchmarks.crisis_train import balanced, caution_of, head_of, layered_score, pick
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / ADAPTER_FILES[0]
@@ -206,18 +214,30 @@ def pooled(model: BertModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Ten
 
 def rows(
     examples: list[Example], classifier: CrisisClassifier
-) -> tuple[list[list[int]], np.ndarray, list[str]]:
-    """Every segment the classifier reads, labelled as `crisis_train.rows_of` labels it."""
+) -> tuple[list[list[int]], np.ndarray, list[str], np.ndarray]:
+    """Every segment the classifier reads, labelled as `crisis_train.rows_of` labels it, and
+    whether its example is of `PLAIN_BATCHES`."""
     segs: list[list[int]] = []
     crisis: list[float] = []
     labels: list[str] = []
+    plain: list[bool] = []
     for e in examples:
         s = classifier.segments(e.text, e.context)
         keep = s[-1:] if e.context and e.is_crisis else s
         segs += keep
         crisis += [float(e.is_crisis)] * len(keep)
         labels += [e.label] * len(keep)
-    return segs, np.array(crisis), labels
+        plain += [e.batch in PLAIN_BATCHES] * len(keep)
+    return segs, np.array(crisis), labels, np.array(plain)
+
+
+def plain_weighted(w: np.ndarray, y: np.ndarray, plain: np.ndarray, factor: float) -> np.ndarray:
+    """`w` with the `plain` rows weighing `factor` times as much, each side (crisis, control)
+    still summing to what it did: the plain batches, test's register, are a tenth of train."""
+    out = np.where(plain, w * factor, w)
+    for side in (0.0, 1.0):
+        out[y == side] *= w[y == side].sum() / out[y == side].sum()
+    return out
 
 
 def dev_score(
@@ -237,7 +257,7 @@ def dev_score(
     model.eval()
     with torch.no_grad():
         scores = [layered_score(e, lambda e=e: probability(e)) for e in dev]
-    crisis = np.array([e.is_crisis for e in dev])
+    crisis = recall_weights(dev)
     threshold, recall, fpr = pick(np.array(scores), crisis)
     missed: dict[str, list[int]] = {}
     for e, score in zip(dev, scores, strict=True):
@@ -302,6 +322,13 @@ def main() -> int:
         "it, shuffle the batches (0: plain shuffled batches); less padding, faster epochs",
     )
     parser.add_argument(
+        "--plain-weight",
+        type=float,
+        default=1.0,
+        help="weigh the rows of the plain batches (test's register, `crisis_data.PLAIN_BATCHES`) "
+        "this many times as much as the others, each side's total kept",
+    )
+    parser.add_argument(
         "--int8",
         action="store_true",
         help="train (and score dev) through the int8 rounding of the layers the appliance runs in "
@@ -317,8 +344,8 @@ def main() -> int:
     )
     cls, sep = encoder.special_ids
     train, dev = load("train"), load("dev")
-    segs, y, labels = rows(train, classifier)
-    w = balanced(labels, y)
+    segs, y, labels, plain = rows(train, classifier)
+    w = plain_weighted(balanced(labels, y), y, plain, args.plain_weight)
     cat = np.array(
         [CATEGORIES.index(CATEGORY_OF[x]) if c else -100 for x, c in zip(labels, y, strict=True)]
     )

@@ -41,6 +41,10 @@ The test split is never read here; `crisis_eval.py` reports on it.
   is the head's category for its worst segment) while the rule's merit rises, never below the
   caution threshold; kept only where they find `CATEGORY_GAIN` more dev recall than one
   threshold. Not with `--folds`.
+
+Recall, wherever dev chooses, is weighed by register (`crisis_data.recall_weights`): the crises of
+the plain batches (short chat messages, as test's) count as much in all as those of the longer
+later batches, which outnumber them twenty to one. The false-positive cap counts every dev control.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ from appliance.agents.crisis import detect
 from appliance.agents.encoder import classifier_encoder, packaged_adapters, read_adapter
 from appliance.agents.framing import framing
 from appliance.errors import EncoderMissing
-from benchmarks.crisis_data import Example, load
+from benchmarks.crisis_data import Example, load, recall_weights
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / HEAD_FILE
 STRENGTHS = (1e-4, 1e-3)
@@ -202,7 +206,7 @@ def tune(
     """(threshold, dev recall, dev false-positive rate, cue override) of the layered detector,
     best by `merit`; an override only where it finds `OVERRIDE_GAIN` more dev recall than the
     cues capping always (a few messages are noise, and every override is a cue overruled)."""
-    crisis = np.array([e.is_crisis for e in dev])
+    crisis = recall_weights(dev)
     always = (*pick(layered(head, dev, dev_vectors), crisis, cap), None)
     best: tuple[float, float, float, float | None] = always
     for override in CUE_OVERRIDES:
@@ -215,8 +219,13 @@ def tune(
 
 
 def rates(flagged: np.ndarray, crisis: np.ndarray) -> tuple[float, float]:
-    """(recall, false-positive rate) of the examples `flagged`."""
-    return float(flagged[crisis].mean()), float(flagged[~crisis].mean())
+    """(recall, false-positive rate) of the examples `flagged`. `crisis` is each example's weight
+    in the recall (`recall_weights`; a boolean array weighs every crisis the same); an example of
+    weight 0 is a control."""
+    weights = crisis.astype(np.float64)
+    control = weights <= 0
+    recall = float((weights * flagged).sum() / weights.sum())
+    return recall, float(flagged[control].mean())
 
 
 def pick(
@@ -274,7 +283,7 @@ def with_kinds(head: Head, dev: list[Example], dev_vectors: list[np.ndarray], ca
         probabilities = head.crisis_probability(v.astype(np.float32))
         worst = v[int(probabilities.argmax())].astype(np.float32)
         kinds.append(CATEGORIES.index(head.category(worst)))
-    crisis = np.array([e.is_crisis for e in dev])
+    crisis = recall_weights(dev)
     scores = layered(head, dev, dev_vectors, head.cue_override)
     one_recall, one_fpr = rates(scores >= head.crisis_threshold, crisis)
     thresholds, recall, fpr = by_kind(
@@ -461,7 +470,7 @@ def main() -> int:
             )
             for i, score in zip(outside, scores, strict=True):
                 held[i] = float(score)
-        crisis = np.array([e.is_crisis for e in pool])
+        crisis = recall_weights(pool)
         threshold, recall, fpr = pick(np.array(held), crisis, cap)
         theta = fit(pool, pool_vectors, strength, args.hidden)
     x, y, labels = rows_of(pool, pool_vectors)

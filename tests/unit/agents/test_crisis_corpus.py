@@ -9,14 +9,21 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from benchmarks.crisis_data import (
     CONTROL_LABELS,
     CORPUS,
     CRISIS_LABELS,
     LAST_HASHED_BATCH,
+    PLAIN_BATCHES,
+    Example,
     batch_of,
     load,
+    recall_weights,
 )
+from benchmarks.crisis_train import pick
 
 SPLITS = ("train", "dev", "test")
 
@@ -68,3 +75,41 @@ def test_only_the_hashed_batches_hold_test_messages() -> None:
     batches = {example.batch for example in load("test")}
     assert batches == set(range(1, LAST_HASHED_BATCH + 1))
     assert max(example.batch for example in load("dev")) > LAST_HASHED_BATCH
+
+
+def _example(label: str, batch: int) -> Example:
+    return Example(f"{label}-{batch}", label, "dev", ("text",), batch)
+
+
+def test_recall_weights_give_each_register_half_and_controls_nothing() -> None:
+    examples = (
+        [_example("si_plan", 1)] * 2
+        + [_example("abuse", 40)] * 2
+        + [_example("si_plan", 20)] * 16
+        + [_example("everyday", 1), _example("idiom", 20)]
+    )
+    weights = recall_weights(examples)
+    assert list(weights[:4]) == [0.125] * 4
+    assert list(weights[4:20]) == [0.5 / 16] * 16
+    assert list(weights[20:]) == [0.0, 0.0]
+    # One register alone: every crisis weighs the same.
+    assert list(recall_weights([_example("si_plan", 20), _example("grief", 1)])) == [1.0, 0.0]
+
+
+def test_weighed_by_register_dev_prefers_the_candidate_that_finds_the_plain_crisis() -> None:
+    examples = (
+        [_example("si_farewell", 3)]
+        + [_example("si_farewell", 30)] * 20
+        + [_example("everyday", 30)] * 40
+    )
+    controls = [0.1] * 40
+    # A misses the one plain crisis and finds every later one; B the reverse of five of them.
+    a = np.array([0.01] + [0.99] * 20 + controls)
+    b = np.array([0.99] + [0.99] * 15 + [0.01] * 5 + controls)
+    unweighted = np.array([e.is_crisis for e in examples])
+    assert pick(a, unweighted)[1] == pytest.approx(20 / 21)
+    assert pick(b, unweighted)[1] == pytest.approx(16 / 21)
+    weights = recall_weights(examples)
+    assert pick(a, weights)[1:] == (pytest.approx(0.5), 0.0)
+    assert pick(b, weights)[1:] == (pytest.approx(0.5 + 0.5 * 15 / 20), 0.0)
+    assert 40 in PLAIN_BATCHES and 3 in PLAIN_BATCHES and 30 not in PLAIN_BATCHES
