@@ -10,7 +10,8 @@ A file's batch is the number after its label (`abuse_39.jsonl`: 39; `abuse.jsonl
 the classifier still missed and hold train and dev only, every fifth record of a file dev.
 Batches 1 to 5 are short lowercase chat messages (about nine words); batches 6 to 39 grew longer
 and subtler (17 to 19 words) and outnumber them twenty to one. Batch 40 was written in the first
-batches' register again. `recall_weights` lets the two registers weigh the same where dev chooses.
+batches' register again. `register_weights` lets the two registers weigh the same where dev
+chooses.
 """
 
 from __future__ import annotations
@@ -89,18 +90,20 @@ def batch_of(path: Path) -> int:
     return int(found.group(1)) if found else 1
 
 
-def recall_weights(examples: Sequence[Example]) -> npt.NDArray[np.float64]:
-    """Each example's weight in a recall: 0 for a control; for a crisis, shares such that the
-    crises of `PLAIN_BATCHES` weigh as much in all as the crises of the other batches (or 1 each
-    where either group has none). Dev's later batches outnumber its plain ones twenty to one, and
-    a choice by plain recall on dev would follow them, not the register test is written in."""
+def register_weights(examples: Sequence[Example]) -> npt.NDArray[np.float64]:
+    """Each example's weight where dev chooses: for a crisis a positive share of the recall, for a
+    control a negative share of the false-positive rate, such that within each side the examples
+    of `PLAIN_BATCHES` weigh as much in all as those of the other batches (or all alike where
+    either group has none). Dev's later batches outnumber its plain ones ten to one, and a choice
+    by plain counts on dev would follow them, not the register test is written in."""
     crisis = np.array([e.is_crisis for e in examples], dtype=bool)
     plain = np.array([e.batch in PLAIN_BATCHES for e in examples], dtype=bool)
-    weights = crisis.astype(np.float64)
-    groups = (crisis & plain, crisis & ~plain)
-    if all(g.any() for g in groups):
-        for group in groups:
-            weights[group] = 0.5 / group.sum()
+    weights = np.where(crisis, 1.0, -1.0)
+    for side in (crisis, ~crisis):
+        groups = (side & plain, side & ~plain)
+        if all(g.any() for g in groups):
+            for group in groups:
+                weights[group] /= 2 * group.sum()
     return weights
 
 

@@ -19,8 +19,8 @@ label weighing the same. A linear crisis head and a category head are trained jo
 beside each kept adapter (`NAME.head.npz`); `crisis_train.py --retune` chooses that head's
 thresholds on the appliance's vectors, and `crisis_train.py` alone fits a hidden-layer head on
 them instead, for comparison. The epoch kept is the one whose layered dev recall, at a
-false-positive rate of at most 0.03, is best (the recall
-weighed by register, `crisis_data.recall_weights`). The test split is never read here.
+false-positive rate of at most 0.03, is best (both weighed by register,
+`crisis_data.register_weights`). The test split is never read here.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from benchmarks.crisis_data import (
     length_batches,
     load,
     plain_batches,
-    recall_weights,
+    register_weights,
 )
 from benchmarks.crisis_train import balanced, caution_of, head_of, layered_score, pick
 
@@ -257,7 +257,7 @@ def dev_score(
     model.eval()
     with torch.no_grad():
         scores = [layered_score(e, lambda e=e: probability(e)) for e in dev]
-    crisis = recall_weights(dev)
+    crisis = register_weights(dev)
     threshold, recall, fpr = pick(np.array(scores), crisis)
     missed: dict[str, list[int]] = {}
     for e, score in zip(dev, scores, strict=True):

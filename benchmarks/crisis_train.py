@@ -42,9 +42,10 @@ The test split is never read here; `crisis_eval.py` reports on it.
   caution threshold; kept only where they find `CATEGORY_GAIN` more dev recall than one
   threshold. Not with `--folds`.
 
-Recall, wherever dev chooses, is weighed by register (`crisis_data.recall_weights`): the crises of
-the plain batches (short chat messages, as test's) count as much in all as those of the longer
-later batches, which outnumber them twenty to one. The false-positive cap counts every dev control.
+Recall and the false-positive rate, wherever dev chooses, are weighed by register
+(`crisis_data.register_weights`): the crises and the controls of the plain batches (short chat
+messages, as test's) count as much in all as those of the longer later batches, which outnumber
+them ten to one.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from appliance.agents.crisis import detect
 from appliance.agents.encoder import classifier_encoder, packaged_adapters, read_adapter
 from appliance.agents.framing import framing
 from appliance.errors import EncoderMissing
-from benchmarks.crisis_data import Example, load, recall_weights
+from benchmarks.crisis_data import Example, load, register_weights
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / HEAD_FILE
 STRENGTHS = (1e-4, 1e-3)
@@ -206,7 +207,7 @@ def tune(
     """(threshold, dev recall, dev false-positive rate, cue override) of the layered detector,
     best by `merit`; an override only where it finds `OVERRIDE_GAIN` more dev recall than the
     cues capping always (a few messages are noise, and every override is a cue overruled)."""
-    crisis = recall_weights(dev)
+    crisis = register_weights(dev)
     always = (*pick(layered(head, dev, dev_vectors), crisis, cap), None)
     best: tuple[float, float, float, float | None] = always
     for override in CUE_OVERRIDES:
@@ -218,14 +219,15 @@ def tune(
     return best
 
 
-def rates(flagged: np.ndarray, crisis: np.ndarray) -> tuple[float, float]:
-    """(recall, false-positive rate) of the examples `flagged`. `crisis` is each example's weight
-    in the recall (`recall_weights`; a boolean array weighs every crisis the same); an example of
-    weight 0 is a control."""
-    weights = crisis.astype(np.float64)
-    control = weights <= 0
-    recall = float((weights * flagged).sum() / weights.sum())
-    return recall, float(flagged[control].mean())
+def rates(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(recall, false-positive rate) of the examples `flagged`. `truth` holds each example's
+    weight (`register_weights`: positive for a crisis, negative for a control), or is a boolean
+    array (crisis or not) that weighs every example alike."""
+    weights = np.where(truth, 1.0, -1.0) if truth.dtype == bool else truth.astype(np.float64)
+    crisis = weights > 0
+    recall = (weights[crisis] * flagged[crisis]).sum() / weights[crisis].sum()
+    fpr = (weights[~crisis] * flagged[~crisis]).sum() / weights[~crisis].sum()
+    return float(recall), float(fpr)
 
 
 def pick(
@@ -283,7 +285,7 @@ def with_kinds(head: Head, dev: list[Example], dev_vectors: list[np.ndarray], ca
         probabilities = head.crisis_probability(v.astype(np.float32))
         worst = v[int(probabilities.argmax())].astype(np.float32)
         kinds.append(CATEGORIES.index(head.category(worst)))
-    crisis = recall_weights(dev)
+    crisis = register_weights(dev)
     scores = layered(head, dev, dev_vectors, head.cue_override)
     one_recall, one_fpr = rates(scores >= head.crisis_threshold, crisis)
     thresholds, recall, fpr = by_kind(
@@ -470,7 +472,7 @@ def main() -> int:
             )
             for i, score in zip(outside, scores, strict=True):
                 held[i] = float(score)
-        crisis = recall_weights(pool)
+        crisis = register_weights(pool)
         threshold, recall, fpr = pick(np.array(held), crisis, cap)
         theta = fit(pool, pool_vectors, strength, args.hidden)
     x, y, labels = rows_of(pool, pool_vectors)

@@ -21,9 +21,9 @@ from benchmarks.crisis_data import (
     Example,
     batch_of,
     load,
-    recall_weights,
+    register_weights,
 )
-from benchmarks.crisis_train import pick
+from benchmarks.crisis_train import pick, rates
 
 SPLITS = ("train", "dev", "test")
 
@@ -81,19 +81,27 @@ def _example(label: str, batch: int) -> Example:
     return Example(f"{label}-{batch}", label, "dev", ("text",), batch)
 
 
-def test_recall_weights_give_each_register_half_and_controls_nothing() -> None:
+def test_register_weights_give_each_register_half_of_each_side() -> None:
     examples = (
         [_example("si_plan", 1)] * 2
         + [_example("abuse", 40)] * 2
         + [_example("si_plan", 20)] * 16
-        + [_example("everyday", 1), _example("idiom", 20)]
+        + [_example("everyday", 1), _example("idiom", 20), _example("past", 21)]
     )
-    weights = recall_weights(examples)
+    weights = register_weights(examples)
     assert list(weights[:4]) == [0.125] * 4
     assert list(weights[4:20]) == [0.5 / 16] * 16
-    assert list(weights[20:]) == [0.0, 0.0]
-    # One register alone: every crisis weighs the same.
-    assert list(recall_weights([_example("si_plan", 20), _example("grief", 1)])) == [1.0, 0.0]
+    assert list(weights[20:]) == [-0.5, -0.25, -0.25]
+    # One register alone: every crisis weighs the same, and every control.
+    assert list(register_weights([_example("si_plan", 20), _example("grief", 1)])) == [1.0, -1.0]
+
+
+def test_a_plain_false_positive_weighs_as_much_as_all_the_later_ones() -> None:
+    examples = [_example("si_plan", 20)] + [_example("everyday", 40)] * 10
+    examples += [_example("everyday", 30)] * 90
+    flagged = np.array([True] + [True] + [False] * 9 + [False] * 90)
+    assert rates(flagged, np.array([e.is_crisis for e in examples])) == (1.0, 0.01)
+    assert rates(flagged, register_weights(examples)) == (1.0, pytest.approx(0.05))
 
 
 def test_weighed_by_register_dev_prefers_the_candidate_that_finds_the_plain_crisis() -> None:
@@ -109,7 +117,7 @@ def test_weighed_by_register_dev_prefers_the_candidate_that_finds_the_plain_cris
     unweighted = np.array([e.is_crisis for e in examples])
     assert pick(a, unweighted)[1] == pytest.approx(20 / 21)
     assert pick(b, unweighted)[1] == pytest.approx(16 / 21)
-    weights = recall_weights(examples)
+    weights = register_weights(examples)
     assert pick(a, weights)[1:] == (pytest.approx(0.5), 0.0)
     assert pick(b, weights)[1:] == (pytest.approx(0.5 + 0.5 * 15 / 20), 0.0)
     assert 40 in PLAIN_BATCHES and 3 in PLAIN_BATCHES and 30 not in PLAIN_BATCHES
