@@ -9,7 +9,7 @@ A file's batch is the number after its label (`abuse_39.jsonl`: 39; `abuse.jsonl
 5 were split by a hash of the text and hold every test message; later batches were written to what
 the classifier still missed and hold train and dev only, every fifth record of a file dev.
 Batches 1 to 5 are short lowercase chat messages (about nine words); batches 6 to 39 grew longer
-and subtler (17 to 19 words) and outnumber them twenty to one. Batch 40 was written in the first
+and subtler (17 to 19 words) and outnumber them eighteen to one. Batch 40 was written in the first
 batches' register again. `register_weights` lets the two registers weigh the same where dev
 chooses.
 """
@@ -94,8 +94,8 @@ def register_weights(examples: Sequence[Example]) -> npt.NDArray[np.float64]:
     """Each example's weight where dev chooses: for a crisis a positive share of the recall, for a
     control a negative share of the false-positive rate, such that within each side the examples
     of `PLAIN_BATCHES` weigh as much in all as those of the other batches (or all alike where
-    either group has none). Dev's later batches outnumber its plain ones ten to one, and a choice
-    by plain counts on dev would follow them, not the register test is written in."""
+    either group has none). Dev's later batches outnumber its plain ones about ten to one, and a
+    choice by plain counts on dev would follow them, not the register test is written in."""
     crisis = np.array([e.is_crisis for e in examples], dtype=bool)
     plain = np.array([e.batch in PLAIN_BATCHES for e in examples], dtype=bool)
     weights = np.where(crisis, 1.0, -1.0)
