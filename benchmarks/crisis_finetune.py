@@ -257,8 +257,8 @@ def dev_score(
     model.eval()
     with torch.no_grad():
         scores = [layered_score(e, lambda e=e: probability(e)) for e in dev]
-    crisis = register_weights(dev)
-    threshold, recall, fpr = pick(np.array(scores), crisis)
+    truth = register_weights(dev)
+    threshold, recall, fpr = pick(np.array(scores), truth)
     missed: dict[str, list[int]] = {}
     for e, score in zip(dev, scores, strict=True):
         entry = missed.setdefault(e.label, [0, 0])

@@ -207,11 +207,11 @@ def tune(
     """(threshold, dev recall, dev false-positive rate, cue override) of the layered detector,
     best by `merit`; an override only where it finds `OVERRIDE_GAIN` more dev recall than the
     cues capping always (a few messages are noise, and every override is a cue overruled)."""
-    crisis = register_weights(dev)
-    always = (*pick(layered(head, dev, dev_vectors), crisis, cap), None)
+    truth = register_weights(dev)
+    always = (*pick(layered(head, dev, dev_vectors), truth, cap), None)
     best: tuple[float, float, float, float | None] = always
     for override in CUE_OVERRIDES:
-        threshold, recall, fpr = pick(layered(head, dev, dev_vectors, override), crisis, cap)
+        threshold, recall, fpr = pick(layered(head, dev, dev_vectors, override), truth, cap)
         if merit(recall, fpr, cap) > merit(best[1], best[2], cap):
             best = (threshold, recall, fpr, override)
     if merit(best[1], best[2], cap) < merit(always[1], always[2], cap) + OVERRIDE_GAIN:
@@ -230,14 +230,12 @@ def rates(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(recall), float(fpr)
 
 
-def pick(
-    scores: np.ndarray, crisis: np.ndarray, cap: float = MAX_FPR
-) -> tuple[float, float, float]:
+def pick(scores: np.ndarray, truth: np.ndarray, cap: float = MAX_FPR) -> tuple[float, float, float]:
     """(threshold, recall, false-positive rate) of layered scores, best by `merit`."""
     best = (0.95, 0.0, 0.0)
     for t in THRESHOLDS:
         flagged = scores >= t
-        recall, fpr = rates(flagged, crisis)
+        recall, fpr = rates(flagged, truth)
         if merit(recall, fpr, cap) > merit(best[1], best[2], cap):
             best = (float(t), recall, fpr)
     return best
@@ -246,7 +244,7 @@ def pick(
 def by_kind(
     scores: np.ndarray,
     kinds: np.ndarray,
-    crisis: np.ndarray,
+    truth: np.ndarray,
     start: float,
     floor: float,
     cap: float = MAX_FPR,
@@ -257,7 +255,7 @@ def by_kind(
     rises, until none does."""
 
     def measure(thresholds: np.ndarray) -> tuple[float, float]:
-        return rates(scores >= thresholds[kinds], crisis)
+        return rates(scores >= thresholds[kinds], truth)
 
     current = np.full(len(CATEGORIES), start)
     best = merit(*measure(current), cap)
@@ -285,11 +283,11 @@ def with_kinds(head: Head, dev: list[Example], dev_vectors: list[np.ndarray], ca
         probabilities = head.crisis_probability(v.astype(np.float32))
         worst = v[int(probabilities.argmax())].astype(np.float32)
         kinds.append(CATEGORIES.index(head.category(worst)))
-    crisis = register_weights(dev)
+    truth = register_weights(dev)
     scores = layered(head, dev, dev_vectors, head.cue_override)
-    one_recall, one_fpr = rates(scores >= head.crisis_threshold, crisis)
+    one_recall, one_fpr = rates(scores >= head.crisis_threshold, truth)
     thresholds, recall, fpr = by_kind(
-        scores, np.array(kinds), crisis, head.crisis_threshold, head.caution_threshold, cap
+        scores, np.array(kinds), truth, head.crisis_threshold, head.caution_threshold, cap
     )
     if merit(recall, fpr, cap) < merit(one_recall, one_fpr, cap) + CATEGORY_GAIN:
         print(f"thresholds by kind {thresholds} find too little more: one threshold kept")
@@ -472,8 +470,8 @@ def main() -> int:
             )
             for i, score in zip(outside, scores, strict=True):
                 held[i] = float(score)
-        crisis = register_weights(pool)
-        threshold, recall, fpr = pick(np.array(held), crisis, cap)
+        truth = register_weights(pool)
+        threshold, recall, fpr = pick(np.array(held), truth, cap)
         theta = fit(pool, pool_vectors, strength, args.hidden)
     x, y, labels = rows_of(pool, pool_vectors)
     category_y = np.array(
