@@ -231,15 +231,6 @@ def rows(
     return segs, np.array(crisis), labels, np.array(plain)
 
 
-def plain_weighted(w: np.ndarray, y: np.ndarray, plain: np.ndarray, factor: float) -> np.ndarray:
-    """`w` with the `plain` rows weighing `factor` times as much, each side (crisis, control)
-    still summing to what it did: the plain batches, test's register, are a tenth of train."""
-    out = np.where(plain, w * factor, w)
-    for side in (0.0, 1.0):
-        out[y == side] *= w[y == side].sum() / out[y == side].sum()
-    return out
-
-
 def dev_score(
     model: BertModel,
     head: nn.Linear,
@@ -345,7 +336,7 @@ def main() -> int:
     cls, sep = encoder.special_ids
     train, dev = load("train"), load("dev")
     segs, y, labels, plain = rows(train, classifier)
-    w = plain_weighted(balanced(labels, y), y, plain, args.plain_weight)
+    w = balanced(labels, y, np.where(plain, args.plain_weight, 1.0))
     cat = np.array(
         [CATEGORIES.index(CATEGORY_OF[x]) if c else -100 for x, c in zip(labels, y, strict=True)]
     )

@@ -95,9 +95,13 @@ def vectors(classifier: CrisisClassifier, example: Example) -> np.ndarray:
     return classifier.encoder.encode_segments(classifier.segments(example.text, example.context))
 
 
-def balanced(labels: list[str], crisis: np.ndarray) -> np.ndarray:
+def balanced(labels: list[str], crisis: np.ndarray, boost: np.ndarray | None = None) -> np.ndarray:
+    """Row weights of mean 1: each label weighs the same within its side, and the crisis side as
+    much as the controls; `boost`, where given, multiplies each row's share within its side."""
     counts = Counter(labels)
     w = np.array([1.0 / counts[label] for label in labels])
+    if boost is not None:
+        w = w * boost
     for side in (0.0, 1.0):
         w[crisis == side] /= w[crisis == side].sum()
     return w * len(labels) / w.sum()

@@ -23,7 +23,7 @@ from benchmarks.crisis_data import (
     load,
     register_weights,
 )
-from benchmarks.crisis_train import pick, rates
+from benchmarks.crisis_train import balanced, pick, rates
 
 SPLITS = ("train", "dev", "test")
 
@@ -121,3 +121,13 @@ def test_weighed_by_register_dev_prefers_the_candidate_that_finds_the_plain_cris
     assert pick(a, weights)[1:] == (pytest.approx(0.5), 0.0)
     assert pick(b, weights)[1:] == (pytest.approx(0.5 + 0.5 * 15 / 20), 0.0)
     assert 40 in PLAIN_BATCHES and 3 in PLAIN_BATCHES and 30 not in PLAIN_BATCHES
+
+
+def test_a_boost_moves_weight_within_a_side_and_keeps_each_sides_total() -> None:
+    labels = ["si_plan"] * 4 + ["everyday"] * 4
+    crisis = np.array([1.0] * 4 + [0.0] * 4)
+    weights = balanced(labels, crisis, np.array([3.0, 1, 1, 1, 1, 1, 1, 1]))
+    assert weights[:4].sum() == pytest.approx(4.0) and weights[4:].sum() == pytest.approx(4.0)
+    assert weights[0] == pytest.approx(3 * weights[1])
+    assert list(weights[4:]) == pytest.approx([1.0] * 4)
+    assert list(balanced(labels, crisis)) == pytest.approx([1.0] * 8)
