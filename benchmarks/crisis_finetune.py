@@ -20,7 +20,7 @@ beside each kept adapter (`NAME.head.npz`); `crisis_train.py --retune` chooses t
 thresholds on the appliance's vectors, and `crisis_train.py` alone fits a hidden-layer head on
 them instead, for comparison. The epoch kept is the one whose layered dev recall, at a
 false-positive rate of at most 0.03, is best (both weighed by register,
-`crisis_data.register_weights`). The test split is never read here.
+`crisis_data.register_truth`). The test split is never read here.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from benchmarks.crisis_data import (
     length_batches,
     load,
     plain_batches,
-    register_weights,
+    register_truth,
 )
 from benchmarks.crisis_train import balanced, caution_of, head_of, layered_score, pick
 
@@ -248,7 +248,7 @@ def dev_score(
     model.eval()
     with torch.no_grad():
         scores = [layered_score(e, lambda e=e: probability(e)) for e in dev]
-    truth = register_weights(dev)
+    truth = register_truth(dev)
     threshold, recall, fpr = pick(np.array(scores), truth)
     missed: dict[str, list[int]] = {}
     for e, score in zip(dev, scores, strict=True):

@@ -43,9 +43,9 @@ The test split is never read here; `crisis_eval.py` reports on it.
   threshold. Not with `--folds`.
 
 Recall and the false-positive rate, wherever dev chooses, are weighed by register
-(`crisis_data.register_weights`): the crises and the controls of the plain batches (short chat
+(`crisis_data.register_truth`): the crises and the controls of the plain batches (short chat
 messages, as test's) count as much in all as those of the longer later batches, which outnumber
-them about ten to one in dev.
+them about ten to one in dev; and the plain controls alone must also keep under the cap.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ from appliance.agents.crisis import detect
 from appliance.agents.encoder import classifier_encoder, packaged_adapters, read_adapter
 from appliance.agents.framing import framing
 from appliance.errors import EncoderMissing
-from benchmarks.crisis_data import Example, load, register_weights
+from benchmarks.crisis_data import Example, Truth, load, register_truth
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "agents" / HEAD_FILE
 STRENGTHS = (1e-4, 1e-3)
@@ -211,7 +211,7 @@ def tune(
     """(threshold, dev recall, dev false-positive rate, cue override) of the layered detector,
     best by `merit`; an override only where it finds `OVERRIDE_GAIN` more dev recall than the
     cues capping always (a few messages are noise, and every override is a cue overruled)."""
-    truth = register_weights(dev)
+    truth = register_truth(dev)
     always = (*pick(layered(head, dev, dev_vectors), truth, cap), None)
     best: tuple[float, float, float, float | None] = always
     for override in CUE_OVERRIDES:
@@ -223,18 +223,25 @@ def tune(
     return best
 
 
-def rates(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(recall, false-positive rate) of the examples `flagged`. `truth` holds each example's
-    weight (`register_weights`: positive for a crisis, negative for a control), or is a boolean
-    array (crisis or not) that weighs every example alike."""
-    weights = np.where(truth, 1.0, -1.0) if truth.dtype == bool else truth.astype(np.float64)
+def rates(flagged: np.ndarray, truth: Truth | np.ndarray) -> tuple[float, float]:
+    """(recall, false-positive rate) of the examples `flagged`. `truth` is dev's (`register_truth`):
+    each example's weight, and the plain controls, whose own rate counts where it is the higher;
+    or a boolean array (crisis or not) that weighs every example alike."""
+    if isinstance(truth, Truth):
+        weights, plain = truth.weights, truth.plain_controls
+    else:
+        weights, plain = np.where(truth, 1.0, -1.0), np.zeros(len(truth), dtype=bool)
     crisis = weights > 0
     recall = (weights[crisis] * flagged[crisis]).sum() / weights[crisis].sum()
     fpr = (weights[~crisis] * flagged[~crisis]).sum() / weights[~crisis].sum()
+    if plain.any():
+        fpr = max(fpr, flagged[plain].mean())
     return float(recall), float(fpr)
 
 
-def pick(scores: np.ndarray, truth: np.ndarray, cap: float = MAX_FPR) -> tuple[float, float, float]:
+def pick(
+    scores: np.ndarray, truth: Truth | np.ndarray, cap: float = MAX_FPR
+) -> tuple[float, float, float]:
     """(threshold, recall, false-positive rate) of layered scores, best by `merit`."""
     best = (0.95, 0.0, 0.0)
     for t in THRESHOLDS:
@@ -248,7 +255,7 @@ def pick(scores: np.ndarray, truth: np.ndarray, cap: float = MAX_FPR) -> tuple[f
 def by_kind(
     scores: np.ndarray,
     kinds: np.ndarray,
-    truth: np.ndarray,
+    truth: Truth | np.ndarray,
     start: float,
     floor: float,
     cap: float = MAX_FPR,
@@ -287,7 +294,7 @@ def with_kinds(head: Head, dev: list[Example], dev_vectors: list[np.ndarray], ca
         probabilities = head.crisis_probability(v.astype(np.float32))
         worst = v[int(probabilities.argmax())].astype(np.float32)
         kinds.append(CATEGORIES.index(head.category(worst)))
-    truth = register_weights(dev)
+    truth = register_truth(dev)
     scores = layered(head, dev, dev_vectors, head.cue_override)
     one_recall, one_fpr = rates(scores >= head.crisis_threshold, truth)
     thresholds, recall, fpr = by_kind(
@@ -474,7 +481,7 @@ def main() -> int:
             )
             for i, score in zip(outside, scores, strict=True):
                 held[i] = float(score)
-        truth = register_weights(pool)
+        truth = register_truth(pool)
         threshold, recall, fpr = pick(np.array(held), truth, cap)
         theta = fit(pool, pool_vectors, strength, args.hidden)
     x, y, labels = rows_of(pool, pool_vectors)

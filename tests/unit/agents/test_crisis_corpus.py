@@ -19,9 +19,10 @@ from benchmarks.crisis_data import (
     LAST_HASHED_BATCH,
     PLAIN_BATCHES,
     Example,
+    Truth,
     batch_of,
     load,
-    register_weights,
+    register_truth,
 )
 from benchmarks.crisis_train import balanced, pick, rates
 
@@ -81,19 +82,22 @@ def _example(label: str, batch: int) -> Example:
     return Example(f"{label}-{batch}", label, "dev", ("text",), batch)
 
 
-def test_register_weights_give_each_register_half_of_each_side() -> None:
+def test_register_truth_give_each_register_half_of_each_side() -> None:
     examples = (
         [_example("si_plan", 1)] * 2
         + [_example("abuse", 40)] * 2
         + [_example("si_plan", 20)] * 16
         + [_example("everyday", 1), _example("idiom", 20), _example("past", 21)]
     )
-    weights = register_weights(examples)
+    truth = register_truth(examples)
+    weights = truth.weights
     assert list(weights[:4]) == [0.125] * 4
     assert list(weights[4:20]) == [0.5 / 16] * 16
     assert list(weights[20:]) == [-0.5, -0.25, -0.25]
     # One register alone: every crisis weighs the same, and every control.
-    assert list(register_weights([_example("si_plan", 20), _example("grief", 1)])) == [1.0, -1.0]
+    alone = register_truth([_example("si_plan", 20), _example("grief", 1)])
+    assert list(alone.weights) == [1.0, -1.0]
+    assert list(truth.plain_controls) == [False] * 20 + [True, False, False]
 
 
 def test_a_plain_false_positive_weighs_as_much_as_all_the_later_ones() -> None:
@@ -101,7 +105,29 @@ def test_a_plain_false_positive_weighs_as_much_as_all_the_later_ones() -> None:
     examples += [_example("everyday", 30)] * 90
     flagged = np.array([True] + [True] + [False] * 9 + [False] * 90)
     assert rates(flagged, np.array([e.is_crisis for e in examples])) == (1.0, 0.01)
-    assert rates(flagged, register_weights(examples)) == (1.0, pytest.approx(0.05))
+    truth = register_truth(examples)
+    mean_only = Truth(truth.weights, np.zeros(len(examples), dtype=bool))
+    assert rates(flagged, mean_only) == (1.0, pytest.approx(0.05))
+    # The plain controls' own rate, 1 in 10, is the higher, and counts.
+    assert rates(flagged, truth) == (1.0, pytest.approx(0.1))
+
+
+def test_the_plain_controls_alone_must_keep_under_the_cap() -> None:
+    # 2 of 40 plain controls flagged (0.05) and none of the 400 later: the mean by register is
+    # 0.025, under a cap of 0.03, but the plain rate alone is over it.
+    examples = [_example("si_plan", 3), _example("si_plan", 30)]
+    examples += [_example("everyday", 40)] * 40 + [_example("past", 30)] * 400
+    truth = register_truth(examples)
+    flagged = np.array([True, True] + [True] * 2 + [False] * 438)
+    assert rates(flagged, truth) == (1.0, pytest.approx(0.05))
+    # A candidate that flags the same plain controls fails the cap, one that flags later ones
+    # passes: the scores put the plain controls, or 12 later ones, above the crises' 0.9.
+    plain_high = np.array([0.9, 0.9] + [0.95] * 2 + [0.1] * 438)
+    later_high = np.array([0.9, 0.9] + [0.1] * 40 + [0.95] * 12 + [0.1] * 388)
+    assert pick(plain_high, truth)[1] == 0.0
+    assert pick(later_high, truth)[1:] == (1.0, pytest.approx(0.5 * 12 / 400))
+    unweighted = np.array([e.is_crisis for e in examples])
+    assert pick(plain_high, unweighted)[1] == 1.0
 
 
 def test_weighed_by_register_dev_prefers_the_candidate_that_finds_the_plain_crisis() -> None:
@@ -117,9 +143,9 @@ def test_weighed_by_register_dev_prefers_the_candidate_that_finds_the_plain_cris
     unweighted = np.array([e.is_crisis for e in examples])
     assert pick(a, unweighted)[1] == pytest.approx(20 / 21)
     assert pick(b, unweighted)[1] == pytest.approx(16 / 21)
-    weights = register_weights(examples)
-    assert pick(a, weights)[1:] == (pytest.approx(0.5), 0.0)
-    assert pick(b, weights)[1:] == (pytest.approx(0.5 + 0.5 * 15 / 20), 0.0)
+    truth = register_truth(examples)
+    assert pick(a, truth)[1:] == (pytest.approx(0.5), 0.0)
+    assert pick(b, truth)[1:] == (pytest.approx(0.5 + 0.5 * 15 / 20), 0.0)
     assert 40 in PLAIN_BATCHES and 3 in PLAIN_BATCHES and 30 not in PLAIN_BATCHES
 
 
