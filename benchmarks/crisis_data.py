@@ -10,8 +10,8 @@ A file's batch is the number after its label (`abuse_39.jsonl`: 39; `abuse.jsonl
 the classifier still missed and hold train and dev only, every fifth record of a file dev.
 Batches 1 to 5 are short lowercase chat messages (about nine words); batches 6 to 39 grew longer
 and subtler (17 to 19 words) and outnumber them eighteen to one. Batches 40 and 41 were written in
-the first batches' register again, 41 mostly hard controls. `register_truth` lets the two registers weigh the same where dev
-chooses, and holds the plain controls to the cap on their own.
+the first batches' register again, 41 mostly hard controls. `register_truth` lets the two
+registers weigh the same where dev chooses, and holds the plain controls to the cap on their own.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def register_truth(examples: Sequence[Example]) -> Truth:
     """Each example's weight where dev chooses: for a crisis a positive share of the recall, for a
     control a negative share of the false-positive rate, such that within each side the examples
     of `PLAIN_BATCHES` weigh as much in all as those of the other batches (or all alike where
-    either group has none). Dev's later batches outnumber its plain ones about ten to one, and a
+    either group has none). Dev's later batches outnumber its plain ones about six to one, and a
     choice by plain counts on dev would follow them, not the register test is written in."""
     crisis = np.array([e.is_crisis for e in examples], dtype=bool)
     plain = np.array([e.batch in PLAIN_BATCHES for e in examples], dtype=bool)

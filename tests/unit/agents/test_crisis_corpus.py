@@ -82,7 +82,7 @@ def _example(label: str, batch: int) -> Example:
     return Example(f"{label}-{batch}", label, "dev", ("text",), batch)
 
 
-def test_register_truth_give_each_register_half_of_each_side() -> None:
+def test_register_truth_gives_each_register_half_of_each_side() -> None:
     examples = (
         [_example("si_plan", 1)] * 2
         + [_example("abuse", 40)] * 2
