@@ -45,7 +45,7 @@ The test split is never read here; `crisis_eval.py` reports on it.
 Recall and the false-positive rate, wherever dev chooses, are weighed by register
 (`crisis_data.register_truth`): the crises and the controls of the plain batches (short chat
 messages, as test's) count as much in all as those of the longer later batches, which outnumber
-them about six to one in dev; and the plain controls alone must also keep under the cap.
+them about four to one in dev; and the plain controls alone must also keep under the cap.
 """
 
 from __future__ import annotations
