@@ -11,8 +11,8 @@ the classifier still missed and hold train and dev only, every fifth record of a
 Batches 1 to 5 are short lowercase chat messages (about nine words); batches 6 to 39 grew longer
 and subtler (17 to 19 words) and outnumber them eighteen to one. Batches 40 to 43 were written in
 the first batches' register again, 41 and 42 mostly hard controls, 43 farewells set beside the
-ordinary endings they resemble. `register_truth` lets the two
-registers weigh the same where dev chooses, and holds the plain controls to the cap on their own.
+ordinary endings they resemble. `register_truth` lets the two registers weigh the same where dev
+chooses, and holds the plain controls to the cap on their own.
 """
 
 from __future__ import annotations
