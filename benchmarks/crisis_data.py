@@ -134,6 +134,32 @@ def load(split: str | None = None, corpus: Path = CORPUS) -> list[Example]:
     return out
 
 
+def row_boost(
+    labels: Sequence[str],
+    plain: npt.NDArray[np.bool_],
+    plain_weight: float = 1.0,
+    label_weights: Sequence[str] = (),
+) -> npt.NDArray[np.float64]:
+    """Each training row's multiplier within its side: `plain_weight` for the plain batches' rows,
+    times K for each `LABEL=K` in `label_weights`. A label train lacks, or a K that is not a
+    positive number, raises ValueError by name, so a typo cannot quietly weigh nothing."""
+    boost = np.where(plain, plain_weight, 1.0).astype(np.float64)
+    names = np.array(labels)
+    for spec in label_weights:
+        label, _, factor = spec.partition("=")
+        try:
+            k = float(factor)
+        except ValueError:
+            k = 0.0
+        if label not in set(labels) or not k > 0:
+            raise ValueError(
+                f"--label-weight {spec!r}: expected LABEL=K with LABEL one of "
+                f"{', '.join(sorted(set(labels)))} and K a positive number"
+            )
+        boost[names == label] *= k
+    return boost
+
+
 def plain_batches(count: int, size: int, rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
     """Row indices in batches of `size` for one epoch, in a shuffled order."""
     order = rng.permutation(count)

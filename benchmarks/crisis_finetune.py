@@ -54,6 +54,7 @@ from benchmarks.crisis_data import (
     load,
     plain_batches,
     register_truth,
+    row_boost,
 )
 from benchmarks.crisis_train import balanced, caution_of, head_of, layered_score, pick
 
@@ -320,6 +321,14 @@ def main() -> int:
         "this many times as much as the others, each side's total kept",
     )
     parser.add_argument(
+        "--label-weight",
+        action="append",
+        default=[],
+        metavar="LABEL=K",
+        help="weigh one label's rows K times as much within its side (si_farewell=2, say), "
+        "each side's total kept; repeatable",
+    )
+    parser.add_argument(
         "--int8",
         action="store_true",
         help="train (and score dev) through the int8 rounding of the layers the appliance runs in "
@@ -336,7 +345,11 @@ def main() -> int:
     cls, sep = encoder.special_ids
     train, dev = load("train"), load("dev")
     segs, y, labels, plain = rows(train, classifier)
-    w = balanced(labels, y, np.where(plain, args.plain_weight, 1.0))
+    try:
+        boost = row_boost(labels, plain, args.plain_weight, args.label_weight)
+    except ValueError as e:
+        parser.error(str(e))
+    w = balanced(labels, y, boost)
     cat = np.array(
         [CATEGORIES.index(CATEGORY_OF[x]) if c else -100 for x, c in zip(labels, y, strict=True)]
     )

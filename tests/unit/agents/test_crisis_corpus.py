@@ -23,6 +23,7 @@ from benchmarks.crisis_data import (
     batch_of,
     load,
     register_truth,
+    row_boost,
 )
 from benchmarks.crisis_train import balanced, pick, rates
 
@@ -157,3 +158,20 @@ def test_a_boost_moves_weight_within_a_side_and_keeps_each_sides_total() -> None
     assert weights[0] == pytest.approx(3 * weights[1])
     assert list(weights[4:]) == pytest.approx([1.0] * 4)
     assert list(balanced(labels, crisis)) == pytest.approx([1.0] * 8)
+
+
+def test_a_label_weight_multiplies_that_labels_rows_on_top_of_the_plain_weight() -> None:
+    labels = ["si_farewell", "si_farewell", "si_plan", "everyday"]
+    plain = np.array([True, False, True, False])
+    boost = row_boost(labels, plain, 3.0, ["si_farewell=2"])
+    assert list(boost) == [6.0, 2.0, 3.0, 1.0]
+    assert list(row_boost(labels, plain)) == [1.0] * 4
+
+
+@pytest.mark.parametrize(
+    "spec", ["si_farewel=2", "si_farewell=0", "si_farewell=two", "si_farewell"]
+)
+def test_a_label_weight_train_cannot_apply_is_refused_by_name(spec: str) -> None:
+    with pytest.raises(ValueError, match="expected LABEL=K") as refused:
+        row_boost(["si_farewell", "everyday"], np.array([False, False]), 1.0, [spec])
+    assert repr(spec) in str(refused.value) and "si_farewell" in str(refused.value)
