@@ -209,6 +209,7 @@ def with_override(detector: CrisisDetector, override: float | None) -> CrisisDet
     head = dataclasses.replace(
         detector.classifier.head,
         crisis_threshold=0.05,
+        category_thresholds=None,  # else a head's thresholds by kind would still decide
         caution_threshold=0.04,
         cue_override=override,
     )
