@@ -134,29 +134,38 @@ def load(split: str | None = None, corpus: Path = CORPUS) -> list[Example]:
     return out
 
 
+def label_weight(spec: str) -> tuple[str, float]:
+    """`LABEL=K` as (label, K): a known label and a positive K, else ValueError by name, so a typo
+    is refused when the arguments are read rather than quietly weighing nothing."""
+    label, _, factor = spec.partition("=")
+    try:
+        k = float(factor)
+    except ValueError:
+        k = 0.0
+    if label not in CRISIS_LABELS + CONTROL_LABELS or not k > 0:
+        raise ValueError(
+            f"{spec!r}: expected LABEL=K with LABEL one of "
+            f"{', '.join(CRISIS_LABELS + CONTROL_LABELS)} and K a positive number"
+        )
+    return label, k
+
+
 def row_boost(
     labels: Sequence[str],
     plain: npt.NDArray[np.bool_],
     plain_weight: float = 1.0,
-    label_weights: Sequence[str] = (),
+    label_weights: Sequence[tuple[str, float]] = (),
 ) -> npt.NDArray[np.float64]:
     """Each training row's multiplier within its side: `plain_weight` for the plain batches' rows,
-    times K for each `LABEL=K` in `label_weights`. A label train lacks, or a K that is not a
-    positive number, raises ValueError by name, so a typo cannot quietly weigh nothing."""
+    times K for each (LABEL, K) in `label_weights` (see `label_weight`). A label with no row
+    raises ValueError by name: its weight would change nothing."""
     boost = np.where(plain, plain_weight, 1.0).astype(np.float64)
     names = np.array(labels)
-    for spec in label_weights:
-        label, _, factor = spec.partition("=")
-        try:
-            k = float(factor)
-        except ValueError:
-            k = 0.0
-        if label not in set(labels) or not k > 0:
-            raise ValueError(
-                f"--label-weight {spec!r}: expected LABEL=K with LABEL one of "
-                f"{', '.join(sorted(set(labels)))} and K a positive number"
-            )
-        boost[names == label] *= k
+    for label, k in label_weights:
+        rows = names == label
+        if not rows.any():
+            raise ValueError(f"--label-weight {label}={k:g}: no training row has label {label!r}")
+        boost[rows] *= k
     return boost
 
 

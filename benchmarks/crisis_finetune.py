@@ -50,6 +50,7 @@ from appliance.agents.encoder_graph import in_int8
 from benchmarks.crisis_data import (
     PLAIN_BATCHES,
     Example,
+    label_weight,
     length_batches,
     load,
     plain_batches,
@@ -274,6 +275,14 @@ def padding(lengths: list[int], args: argparse.Namespace) -> float:
     return slots(pooled) / slots(plain)
 
 
+def _label_weight(spec: str) -> tuple[str, float]:
+    """`label_weight` for argparse, whose own words would replace the message of a ValueError."""
+    try:
+        return label_weight(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -324,6 +333,7 @@ def main() -> int:
         "--label-weight",
         action="append",
         default=[],
+        type=_label_weight,
         metavar="LABEL=K",
         help="weigh one label's rows K times as much within its side (si_farewell=2, say), "
         "each side's total kept; repeatable",

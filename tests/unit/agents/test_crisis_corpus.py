@@ -21,6 +21,7 @@ from benchmarks.crisis_data import (
     Example,
     Truth,
     batch_of,
+    label_weight,
     load,
     register_truth,
     row_boost,
@@ -163,15 +164,23 @@ def test_a_boost_moves_weight_within_a_side_and_keeps_each_sides_total() -> None
 def test_a_label_weight_multiplies_that_labels_rows_on_top_of_the_plain_weight() -> None:
     labels = ["si_farewell", "si_farewell", "si_plan", "everyday"]
     plain = np.array([True, False, True, False])
-    boost = row_boost(labels, plain, 3.0, ["si_farewell=2"])
+    boost = row_boost(labels, plain, 3.0, [label_weight("si_farewell=2")])
     assert list(boost) == [6.0, 2.0, 3.0, 1.0]
     assert list(row_boost(labels, plain)) == [1.0] * 4
+    assert label_weight("everyday=0.5") == ("everyday", 0.5)
 
 
 @pytest.mark.parametrize(
-    "spec", ["si_farewel=2", "si_farewell=0", "si_farewell=two", "si_farewell"]
+    "spec", ["si_farewel=2", "si_farewell=0", "si_farewell=two", "si_farewell", "=2"]
 )
-def test_a_label_weight_train_cannot_apply_is_refused_by_name(spec: str) -> None:
+def test_a_label_weight_that_is_not_a_known_label_and_a_positive_number_is_refused(
+    spec: str,
+) -> None:
     with pytest.raises(ValueError, match="expected LABEL=K") as refused:
-        row_boost(["si_farewell", "everyday"], np.array([False, False]), 1.0, [spec])
+        label_weight(spec)
     assert repr(spec) in str(refused.value) and "si_farewell" in str(refused.value)
+
+
+def test_a_label_weight_for_a_label_train_lacks_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="no training row has label 'abuse'"):
+        row_boost(["si_farewell", "everyday"], np.array([False, False]), 1.0, [("abuse", 2.0)])
