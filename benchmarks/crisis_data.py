@@ -18,6 +18,7 @@ chooses, and holds the plain controls to the cap on their own.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ CONTROL_LABELS = (
     "low_mood",
     "everyday",
 )
+LABELS = CRISIS_LABELS + CONTROL_LABELS
 # The last batch whose files were split as test's were (by a hash of the text).
 LAST_HASHED_BATCH = 5
 # The batches in the register of the hashed ones, test's: short lowercase chat messages.
@@ -135,17 +137,17 @@ def load(split: str | None = None, corpus: Path = CORPUS) -> list[Example]:
 
 
 def label_weight(spec: str) -> tuple[str, float]:
-    """`LABEL=K` as (label, K): a known label and a positive K, else ValueError by name, so a typo
-    is refused when the arguments are read rather than quietly weighing nothing."""
+    """`LABEL=K` as (label, K): a known label and a positive, finite K, else ValueError by name,
+    so a typo is refused when the arguments are read rather than quietly weighing nothing."""
     label, _, factor = spec.partition("=")
     try:
         k = float(factor)
     except ValueError:
         k = 0.0
-    if label not in CRISIS_LABELS + CONTROL_LABELS or not k > 0:
+    if label not in LABELS or not 0 < k < math.inf:
         raise ValueError(
             f"{spec!r}: expected LABEL=K with LABEL one of "
-            f"{', '.join(CRISIS_LABELS + CONTROL_LABELS)} and K a positive number"
+            f"{', '.join(LABELS)} and K a positive, finite number"
         )
     return label, k
 

@@ -71,6 +71,7 @@ def main() -> int:
     from benchmarks.crisis_data import (
         CONTROL_LABELS,
         CRISIS_LABELS,
+        LABELS,
         LAST_HASHED_BATCH,
         PLAIN_BATCHES,
         REPORTED,
@@ -140,7 +141,7 @@ def main() -> int:
         f"caution {rate(CONTROL_LABELS, outcome, 'caution'):>14}"
     )
     print("\nconfusion (label x verdict)      crisis  caution     none")
-    for label in (*CRISIS_LABELS, *CONTROL_LABELS):
+    for label in LABELS:
         row = outcome[label]
         print(f"  {label:<28}{row['crisis']:>8}{row['caution']:>9}{row['none']:>9}")
     if args.by_batch:
