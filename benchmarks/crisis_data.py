@@ -12,8 +12,9 @@ Batches 1 to 5 are short lowercase chat messages (about nine words); batches 6 t
 and subtler (17 to 19 words) and outnumber them eighteen to one. Batches 40 to 44 were written in
 the first batches' register again, 41 and 42 mostly hard controls, 43 farewells set beside the
 ordinary endings they resemble, 44 farewells, plans and acute danger (last acts, things handed on,
-the future cancelled, edges) with past episodes and everyday endings beside them. `register_truth` lets the two registers weigh the same where dev
-chooses, and holds the plain controls to the cap on their own.
+the future cancelled, edges) with past episodes and everyday endings beside them. `register_truth`
+lets the two registers weigh the same where dev chooses, and holds the plain controls to the cap on
+their own.
 """
 
 from __future__ import annotations
