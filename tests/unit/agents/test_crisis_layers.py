@@ -62,6 +62,13 @@ NOT_CRISIS = [
     "i cut my finger chopping onions, is that bad",
     "my grandad died last month and i miss him",
     "Can you help me plan my week?",
+    # Bare times with nothing before them end everyday chat; a member once trained called these a
+    # crisis, which dev's few short controls could not show.
+    "tomorrow then",
+    "after work then",
+    "soon then",
+    "this weekend then",
+    "ok then",
 ]
 
 
@@ -202,17 +209,6 @@ def test_a_plan_spread_over_two_messages_is_found_with_the_context(
     assert not detector.detect(NEWEST).is_crisis  # alone it could mean anything
     found = detector.detect(NEWEST, earlier)
     assert found.is_crisis and found.source == "classifier"
-
-
-@pytest.mark.parametrize(
-    "text", ["tomorrow then", "after work then", "soon then", "this weekend then", "ok then"]
-)
-def test_a_bare_time_with_nothing_before_it_is_not_a_crisis(
-    detector: CrisisDetector, text: str
-) -> None:
-    # Everyday chat ends like this; a member once trained called these a crisis, which dev's
-    # short controls could not show.
-    assert not detector.detect(text).is_crisis
 
 
 def with_override(detector: CrisisDetector, override: float | None) -> CrisisDetector:
