@@ -12,7 +12,7 @@ against transformers.
 The shared encoder carries the crisis adapters (`crisis_adapter.npz`, `crisis_adapter_2.npz`):
 low-rank deltas for each of the 36 linear maps, fitted to the crisis corpus by
 `benchmarks/crisis_finetune.py`. A fine-tuned encoder tells a farewell from an ordinary goodbye
-better than a frozen one with a head; shipping the deltas (about 1.3 MB each) rather than more
+better than a frozen one with a head; shipping the deltas (1.3 to 2.5 MB each) rather than more
 models keeps one copy of MiniLM on disk. Each adapter makes one member: every member reads every
 segment and the sentence vector is their unit vectors end to end, because two adapters fitted
 apart miss different messages and a head over both misses fewer than either. The members read
