@@ -63,7 +63,8 @@ NOT_CRISIS = [
     "my grandad died last month and i miss him",
     "Can you help me plan my week?",
     # Bare times with nothing before them end everyday chat; a member once trained called these a
-    # crisis, which dev's few short controls could not show.
+    # crisis, which dev's few short controls could not show (the `_45` corpus files add them, but
+    # none of these strings alone).
     "tomorrow then",
     "after work then",
     "soon then",
