@@ -52,9 +52,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -261,9 +262,10 @@ def by_kind(
     cap: float = MAX_FPR,
 ) -> tuple[tuple[float, ...], float, float]:
     """(threshold per kind, recall, false-positive rate): layered `scores` flagged at the
-    threshold of their kind (`kinds`, indices into `CATEGORIES`), by coordinate ascent from
-    `start` for every kind over `THRESHOLDS` no lower than `floor`, each move only where `merit`
-    rises, until none does."""
+    threshold of their kind (`kinds`, indices into `CATEGORIES`), by ascent from `start` for
+    every kind over `THRESHOLDS` no lower than `floor`, each move only where `merit` rises, until
+    none does. A move sets one kind's threshold or two kinds' at once: with the false positives at
+    the cap, one kind can gain only where another gives some back, which no single move finds."""
 
     def measure(thresholds: np.ndarray) -> tuple[float, float]:
         return rates(scores >= thresholds[kinds], truth)
@@ -274,14 +276,26 @@ def by_kind(
     moved = True
     while moved:
         moved = False
-        for kind in range(len(CATEGORIES)):
-            for t in grid:
-                trial = current.copy()
-                trial[kind] = t
-                score = merit(*measure(trial), cap)
-                if score > best:
-                    best, current, moved = score, trial, True
+        for trial in _moves(current, grid):
+            score = merit(*measure(trial), cap)
+            if score > best:
+                best, current, moved = score, trial, True
+                break  # the moves from where it now stands
     return (tuple(float(t) for t in current), *measure(current))
+
+
+def _moves(current: np.ndarray, grid: np.ndarray) -> Iterator[np.ndarray]:
+    """Every threshold vector that differs from `current` in one kind, then in two, over `grid`."""
+    for kind in range(len(current)):
+        for t in grid:
+            trial = current.copy()
+            trial[kind] = t
+            yield trial
+    for first, second in itertools.combinations(range(len(current)), 2):
+        for t, u in itertools.product(grid, grid):
+            trial = current.copy()
+            trial[first], trial[second] = t, u
+            yield trial
 
 
 def with_kinds(head: Head, dev: list[Example], dev_vectors: list[np.ndarray], cap: float) -> Head:

@@ -394,6 +394,20 @@ def test_thresholds_by_kind_move_only_where_recall_rises_within_the_cap() -> Non
     assert thresholds == (0.975, 0.975, 0.975, 0.975) and recall == pytest.approx(110 / 120)
 
 
+def test_thresholds_by_kind_trade_one_kind_against_another_at_the_cap() -> None:
+    # Two suicide-kind controls at 0.98 spend the whole cap (2 of 200) at the start; self-harm's
+    # crises at 0.93 would add two controls at 0.94. Raising suicide's alone gains nothing and
+    # lowering self-harm's alone breaks the cap, so only a move of both finds the ten crises.
+    scores = np.array(
+        [0.99] * 50 + [0.98] * 2 + [0.5] * 98 + [0.99] * 40 + [0.93] * 10 + [0.94] * 2 + [0.5] * 98
+    )
+    kinds = np.array([0] * 150 + [1] * 150)
+    crisis = np.array([True] * 50 + [False] * 100 + [True] * 50 + [False] * 100)
+    thresholds, recall, fpr = by_kind(scores, kinds, crisis, 0.975, 0.8, cap=0.01)
+    assert thresholds == (0.99, 0.93, 0.975, 0.975)
+    assert (recall, fpr) == (1.0, 0.01)
+
+
 def test_a_head_takes_thresholds_by_kind_only_where_dev_finds_enough_more() -> None:
     # P(crisis) from the first number of the vector, the kind from the next four.
     width = 768
