@@ -27,7 +27,7 @@ def is_retryable_status(status: int) -> bool:
     return status in RETRYABLE_STATUS
 
 
-def _backoff_hook(exc: Exception) -> bool | float:
+def _backoff_hook(exc: BaseException) -> bool | float:
     """stamina's `on`: False = give up, True = computed backoff, float = wait exactly that."""
     if isinstance(exc, RetryableStatus):
         if exc.retry_after is not None:
