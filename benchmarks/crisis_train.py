@@ -286,16 +286,12 @@ def by_kind(
 
 def _moves(current: np.ndarray, grid: np.ndarray) -> Iterator[np.ndarray]:
     """Every threshold vector that differs from `current` in one kind, then in two, over `grid`."""
-    for kind in range(len(current)):
-        for t in grid:
-            trial = current.copy()
-            trial[kind] = t
-            yield trial
-    for first, second in itertools.combinations(range(len(current)), 2):
-        for t, u in itertools.product(grid, grid):
-            trial = current.copy()
-            trial[first], trial[second] = t, u
-            yield trial
+    for size in (1, 2):
+        for kinds in itertools.combinations(range(len(current)), size):
+            for values in itertools.product(grid, repeat=size):
+                trial = current.copy()
+                trial[list(kinds)] = values
+                yield trial
 
 
 def with_kinds(head: Head, dev: list[Example], dev_vectors: list[np.ndarray], cap: float) -> Head:
