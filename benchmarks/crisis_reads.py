@@ -22,8 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-LENGTHS = (3, 16, 42, 66)  # word pieces with [CLS] and [SEP], up to the 64 a segment holds
-CONTEXT = 40  # the joined turns are read by their last 40 word pieces (`classifier.py`)
 TEXT = "we walked along the river after work and talked about the week and what comes next " * 8
 
 
@@ -43,21 +41,27 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=60, help="timed reads per figure")
     args = parser.parse_args()
 
-    from appliance.agents.classifier import single_threaded_blas
-    from appliance.agents.encoder import classifier_encoder, exact_int8, packaged_adapters
+    from appliance.agents.classifier import CONTEXT_TOKENS, single_threaded_blas
+    from appliance.agents.encoder import (
+        SEGMENT_TOKENS,
+        classifier_encoder,
+        exact_int8,
+        packaged_adapters,
+    )
 
     single_threaded_blas()
     adapters = packaged_adapters()
     alone = classifier_encoder(adapters[:1])
     pair = classifier_encoder(adapters)
     words = alone.tokens(TEXT)
-    context = words[:CONTEXT]
+    context = words[:CONTEXT_TOKENS]
     print(
         f"products: {'int8' if exact_int8() else 'uint8 (int8 is not exact here)'}; "
         f"{len(adapters)} member(s); median of {args.runs} reads, ms"
     )
     print(f"{'word pieces':>12}{'one member':>14}{'both at once':>16}{'both, with context':>22}")
-    for length in LENGTHS:
+    # Word pieces with [CLS] and [SEP], up to the most a segment holds.
+    for length in (3, 16, 42, SEGMENT_TOKENS):
         segment = words[: length - 2]
         one = median_ms(lambda s=segment: alone.encode_segments([s]), args.runs)
         both = median_ms(lambda s=segment: pair.encode_segments([s]), args.runs)
