@@ -157,9 +157,13 @@ def simulated_profile(config: Config, name: str) -> str:
 
 
 class Appliance:
-    def __init__(self, config: Path, port: int, log: Path, profile: str) -> None:
+    def __init__(
+        self, config: Path, port: int, log: Path, profile: str, env: dict[str, str] | None = None
+    ) -> None:
+        """`env`: settings for this run (`LLM_*` ones from the caller's environment never pass)."""
         self.base_url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "APPLIANCE_"))}
+        inherited = os.environ.items()
+        env = {k: v for k, v in inherited if not k.startswith(("LLM_", "APPLIANCE_"))} | (env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance.cli", "serve", "--config", str(config),
              "--profile", profile, "--log-level", "warning"],
