@@ -76,21 +76,6 @@ def turns(count: int) -> list[dict[str, object]]:
     return bodies
 
 
-def wait_live(app: Appliance, timeout: float = 60.0) -> None:
-    """Listening: with every model down the appliance never reports healthy, only live."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if app.proc.poll() is not None:
-            raise SystemExit(f"the appliance exited:\n{app.log.read_text()[-2000:]}")
-        try:
-            if httpx2.get(f"{app.base_url}/health/live", timeout=2).status_code == 200:
-                return
-        except httpx2.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the appliance did not start listening")
-
-
 def send(client: httpx2.Client, url: str, body: dict[str, object]) -> float:
     started = time.perf_counter()
     response = client.post(url, json=body)
@@ -110,7 +95,7 @@ def run(
         app = Appliance(config, port, Path(tmp) / "appliance.log", "sim", env=env)
         try:
             if down:
-                wait_live(app)
+                app.wait_live()
             else:
                 app.wait_ready()
             url = f"{app.base_url}/v1/converse"

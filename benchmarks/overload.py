@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,18 +173,34 @@ class Appliance:
         self.log = log
 
     def wait_ready(self, timeout: float = 60.0) -> None:
+        """Ready and healthy: every engine up."""
+
+        def ready() -> bool:
+            body = httpx2.get(f"{self.base_url}/health/detailed", timeout=2).json()
+            return bool(body.get("ready") and body.get("status") == "healthy")
+
+        self._wait(ready, "become ready", timeout)
+
+    def wait_live(self, timeout: float = 60.0) -> None:
+        """Listening: with every model down the appliance is live, never healthy."""
+
+        def live() -> bool:
+            return httpx2.get(f"{self.base_url}/health/live", timeout=2).status_code == 200
+
+        self._wait(live, "start listening", timeout)
+
+    def _wait(self, done: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"the appliance exited:\n{self.log.read_text()[-2000:]}")
             try:
-                body = httpx2.get(f"{self.base_url}/health/detailed", timeout=2).json()
-                if body.get("ready") and body.get("status") == "healthy":
+                if done():
                     return
             except httpx2.HTTPError:
                 pass
             time.sleep(0.1)
-        raise SystemExit("the appliance did not become ready")
+        raise SystemExit(f"the appliance did not {what}")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
