@@ -93,6 +93,16 @@ def free_port() -> int:
         return port
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on, for an engine that must refuse every connection at once
+    (a model down); a free port from `free_port`, checked."""
+    port = free_port()
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise OSError(f"port {port} has a listener")
+    return port
+
+
 def run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=30)
 

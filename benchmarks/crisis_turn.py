@@ -7,13 +7,14 @@ takes past them, and what its reads on both cores cost everything else. This mea
 It starts `appliance serve` on the shipped `sim` profile and sends messages spread evenly over the
 corpus' dev split (the test split is for `crisis_eval.py` alone) as Kai turns, each with the two
 messages before it as the person's earlier turns (as `crisis_eval.py` reads a Kai turn; dev's
-turns are longer than test's, so they cost more), every turn twice in a row: first fresh, the classifier
-reading it, then again at once, when the detect worker's memory of recent verdicts answers without
-a read. The simulator answers the same request the same way (it draws a reply's length from the
-request), so what the fresh turns take beyond the remembered ones is the classifier's share: the
-difference of their p50s and of their p99s, and the median of the paired differences. (The tail of
-the paired differences is not that share: now and then a turn, fresh or remembered alike, takes a
-few hundred milliseconds more, so those differences spread both ways.) Two runs:
+turns are longer than test's, so they cost more), every turn twice in a row: first fresh, the
+classifier reading it, then again at once, when the detect worker's memory of recent verdicts
+answers without a read. The simulator answers the same request the same way (it draws a reply's
+length from the request), so what the fresh turns take beyond the remembered ones is the
+classifier's share: the difference of their p50s and of their p99s, and the median of the paired
+differences. (The tail of the paired differences is not that share: now and then a turn, fresh or
+remembered alike, takes a few hundred milliseconds more, so those differences spread both ways.)
+Two runs:
 
 - models answering: the engines time-scaled (`--time-scale`, default 0.1: the Guardrail's verdict
   in tens of milliseconds, a whole turn in about a quarter of a second at the median);
@@ -30,7 +31,6 @@ in a real conversation. Nothing is written; the appliance logs no message text. 
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -40,7 +40,7 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cluster import free_port
+from cluster import closed_port
 from crisis_data import load
 from overload import Appliance, write_config
 
@@ -50,19 +50,9 @@ WARM_TURNS = 5  # not counted: the classifier's sessions are built on its first 
 REPLY = "Thank you for telling me. What feels most pressing right now?"
 
 
-def closed_port() -> int:
-    """A loopback port with nothing listening."""
-    port = free_port()
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            raise SystemExit(f"port {port} is in use; run again")
-    return port
-
-
-def turns(count: int) -> list[dict[str, object]]:
-    """`count` converse bodies, their messages spread evenly over dev, each with the two messages
-    before it in the split as the person's earlier turns."""
-    texts = [example.text for example in load("dev")]
+def turns(texts: list[str], count: int) -> list[dict[str, object]]:
+    """`count` converse bodies, their messages spread evenly over `texts`, each with the two
+    messages before it as the person's earlier turns."""
     bodies: list[dict[str, object]] = []
     for i in sorted({2 + k * (len(texts) - 2) // count for k in range(count)}):
         text = texts[i]
@@ -90,8 +80,9 @@ def run(
 ) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="crisis-turn-") as tmp:
         config, port = write_config(Path(tmp), profile="sim", time_scale=time_scale, admission=True)
-        closed = f"http://127.0.0.1:{closed_port()}/v1"
-        env = {"LLM_BASE_URL": closed, "LLM_MODEL": "kai-model"} if down else {}
+        env = {}
+        if down:
+            env = {"LLM_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1", "LLM_MODEL": "kai-model"}
         app = Appliance(config, port, Path(tmp) / "appliance.log", "sim", env=env)
         try:
             if down:
@@ -123,9 +114,10 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=450, help="how many turns to send")
     parser.add_argument("--time-scale", type=float, default=0.1)
     args = parser.parse_args()
-    if not WARM_TURNS < args.turns <= len(load("dev")) - 2:
-        raise SystemExit(f"--turns must be above {WARM_TURNS} and within dev's messages")
-    bodies = turns(args.turns)
+    texts = [example.text for example in load("dev")]
+    if not WARM_TURNS < args.turns <= len(texts) - 2:
+        parser.error(f"--turns must be above {WARM_TURNS} and within dev's messages")
+    bodies = turns(texts, args.turns)
     print(
         f"{len(bodies)} Kai turns from the dev split, each sent fresh and then again:", flush=True
     )

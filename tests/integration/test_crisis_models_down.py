@@ -7,7 +7,6 @@ locale's crisis resources, and everyday messages are not called a crisis.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,8 @@ import httpx2
 import pytest
 
 from appliance.agents.encoder import ADAPTER_FILES, exact_int8
-from tests.support.running import Appliance, free_port, sim_config
+from benchmarks.cluster import closed_port
+from tests.support.running import Appliance, sim_config
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +32,6 @@ EVERYDAY = [
     "I would never hurt myself, I just feel flat today",
     "this homework is killing me lol",
 ]
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening (bound and closed again)."""
-    port = free_port()
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0
-    return port
 
 
 @pytest.fixture(scope="module")

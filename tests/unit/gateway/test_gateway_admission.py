@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,9 @@ from appliance.gateway.hooks import ADMIT, Decision, Permit
 from appliance.load.admission import AdmissionController
 from appliance.load.priority import Priority
 from appliance.load.saturation import Signal
+from benchmarks.cluster import closed_port
 
 SHIPPED = Path(__file__).resolve().parents[3] / "models.toml"
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on: connections are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def config() -> Config:
