@@ -18,8 +18,8 @@ least (farewells, self-harm under way, acute danger, passive wishes, harm to oth
 everyday endings, accidents, past episodes, idioms, denials and others' stories beside them, 47
 farewells (things handed on "for after", plans cancelled, notes to be read later) beside everyday
 endings, with danger, self-harm, passive wishes, harm to others, abuse, denials, idioms and past
-episodes, and 48 the same kinds again in other words. `register_truth` lets the two registers weigh the same where dev chooses, and holds the
-plain controls to the cap on their own.
+episodes, and 48 the same kinds again in other words. `register_truth` lets the two registers weigh
+the same where dev chooses, and holds the plain controls to the cap on their own.
 """
 
 from __future__ import annotations
