@@ -19,8 +19,8 @@ everyday endings, accidents, past episodes, idioms, denials and others' stories 
 farewells (things handed on "for after", plans cancelled, notes to be read later) beside everyday
 endings, with danger, self-harm, passive wishes, harm to others, abuse, denials, idioms and past
 episodes, 48 the same kinds again in other words, and 49 those kinds once more with ordinary low
-moods and griefs beside them. `register_truth` lets the two registers weigh
-the same where dev chooses, and holds the plain controls to the cap on their own.
+moods and griefs beside them. `register_truth` lets the two registers weigh the same where dev
+chooses, and holds the plain controls to the cap on their own.
 """
 
 from __future__ import annotations
