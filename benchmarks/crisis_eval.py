@@ -46,6 +46,17 @@ def rate(labels: tuple[str, ...], table: Table, level: str) -> str:
     return f"{k / n:.3f} ({k}/{n})" if n else "-"
 
 
+def _passes(value: str) -> int:
+    """`--repeat`: a whole number of passes, none or more."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more; got {value!r}")
+    return count
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
@@ -55,7 +66,12 @@ def main() -> int:
         default=1,
         help="BLAS threads for numpy's small steps (the layers run on onnxruntime, one thread)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="timed passes over the split")
+    parser.add_argument(
+        "--repeat",
+        type=_passes,
+        default=3,
+        help="timed passes over the split (0: verdicts only, no latency)",
+    )
     parser.add_argument(
         "--by-batch", action="store_true", help="also recall and false positives per corpus batch"
     )
@@ -166,20 +182,24 @@ def main() -> int:
                 f"  {name:<30}{rate(CRISIS_LABELS, table, 'crisis'):>18}   "
                 f"{rate(CONTROL_LABELS, table, 'crisis'):>16}"
             )
-    ms = sorted(x * 1000 for x in latencies)
     print(
         f"\nclassifier load {load_s:.2f} s; its encoder's {classifier.encoder.members} "
         f"member(s), each a session of the layers ({classifier.encoder.weights} matrices), "
-        "built on first use in "
-        f"{classifier.encoder.build_s:.2f} s; latency per message over {len(ms)} timings: "
-        f"p50 {quantile(ms, 0.5):.2f} ms, p99 {quantile(ms, 0.99):.2f} ms, "
-        f"max {ms[-1]:.2f} ms"
+        f"built on first use in {classifier.encoder.build_s:.2f} s"
     )
-    turn = sorted(x * 1000 for x in turn_latencies)
-    print(
-        "added to a Kai turn (the message and two earlier turns, read by every member): "
-        f"p50 {quantile(turn, 0.5):.2f} ms, p99 {quantile(turn, 0.99):.2f} ms"
-    )
+    if latencies:
+        ms = sorted(x * 1000 for x in latencies)
+        turn = sorted(x * 1000 for x in turn_latencies)
+        print(
+            f"latency per message over {len(ms)} timings: p50 {quantile(ms, 0.5):.2f} ms, "
+            f"p99 {quantile(ms, 0.99):.2f} ms, max {ms[-1]:.2f} ms"
+        )
+        print(
+            "added to a Kai turn (the message and two earlier turns, read by every member): "
+            f"p50 {quantile(turn, 0.5):.2f} ms, p99 {quantile(turn, 0.99):.2f} ms"
+        )
+    else:
+        print("latency not timed (--repeat 0)")
     print(
         f"memory: +{after_load - before:.0f} MiB resident after load "
         f"(+{peak - before:.0f} MiB at the end of the run)"
