@@ -9,7 +9,7 @@ A file's batch is the number after its label (`abuse_39.jsonl`: 39; `abuse.jsonl
 5 were split by a hash of the text and hold every test message; later batches were written to what
 the classifier still missed and hold train and dev only, every fifth record of a file dev.
 Batches 1 to 5 are short lowercase chat messages (about nine words); batches 6 to 39 grew longer
-and subtler (17 to 19 words) and outnumber them eighteen to one. Batches 40 to 49 were written in
+and subtler (17 to 19 words) and outnumber them eighteen to one. Batches 40 to 50 were written in
 the first batches' register again, 41 and 42 mostly hard controls, 43 farewells set beside the
 ordinary endings they resemble, 44 farewells, plans and acute danger (last acts, things handed on,
 the future cancelled, edges) with past episodes and everyday endings beside them, 45 bare times and
@@ -18,8 +18,10 @@ least (farewells, self-harm under way, acute danger, passive wishes, harm to oth
 everyday endings, accidents, past episodes, idioms, denials and others' stories beside them, 47
 farewells (things handed on "for after", plans cancelled, notes to be read later) beside everyday
 endings, with danger, self-harm, passive wishes, harm to others, abuse, denials, idioms and past
-episodes, 48 the same kinds again in other words, and 49 those kinds once more with ordinary low
-moods and griefs beside them. `register_truth` lets the two registers weigh the same where dev
+episodes, 48 the same kinds again in other words, 49 those kinds once more with ordinary low
+moods and griefs beside them, and 50 every kind dev still finds least (farewells most, with passive
+wishes, means, plans, danger, self-harm, harms to others and abuse) beside everyday endings, past
+episodes, idioms, denials, others' crises and low moods. `register_truth` lets the two registers weigh the same where dev
 chooses, and holds the plain controls to the cap on their own.
 """
 
@@ -63,7 +65,7 @@ LABELS = CRISIS_LABELS + CONTROL_LABELS
 # The last batch whose files were split as test's were (by a hash of the text).
 LAST_HASHED_BATCH = 5
 # The batches in the register of the hashed ones, test's: short lowercase chat messages.
-PLAIN_BATCHES = frozenset((*range(1, LAST_HASHED_BATCH + 1), *range(40, 50)))
+PLAIN_BATCHES = frozenset((*range(1, LAST_HASHED_BATCH + 1), *range(40, 51)))
 # The categories reported: suicidal ideation as one, with its kinds listed beside it.
 REPORTED = {
     "suicidal_ideation": tuple(x for x in CRISIS_LABELS if x.startswith("si_")),
