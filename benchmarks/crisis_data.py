@@ -21,8 +21,8 @@ endings, with danger, self-harm, passive wishes, harm to others, abuse, denials,
 episodes, 48 the same kinds again in other words, 49 those kinds once more with ordinary low
 moods and griefs beside them, and 50 every kind dev still finds least (farewells most, with passive
 wishes, means, plans, danger, self-harm, harms to others and abuse) beside everyday endings, past
-episodes, idioms, denials, others' crises and low moods. `register_truth` lets the two registers weigh the same where dev
-chooses, and holds the plain controls to the cap on their own.
+episodes, idioms, denials, others' crises and low moods. `register_truth` lets the two registers
+weigh the same where dev chooses, and holds the plain controls to the cap on their own.
 """
 
 from __future__ import annotations
